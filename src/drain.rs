@@ -1,0 +1,592 @@
+//! The `Drain` handle and the pool's shared state.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::error::Rejected;
+use crate::guard::{Guard, Tracked};
+use crate::layer::DrainLayer;
+use crate::slot;
+use crate::snapshot::Snapshot;
+use crate::state::{self, Entry, Exit, Outcome, Reading, State};
+use crate::wait::{Draining, NextEmpty, Until, UntilEmpty};
+
+/// A pool of in-flight work that any number of tasks can wait on.
+///
+/// Requests enter the pool through [`DrainLayer`] (or by hand with [`track`](Drain::track),
+/// [`guard`](Drain::guard) and [`try_guard`](Drain::try_guard)) and leave it when they finish.
+/// [`start_draining`](Drain::start_draining) makes the pool refuse new work, and
+/// [`until_empty`](Drain::until_empty) waits for what is outstanding: together, a graceful
+/// shutdown. The pool is reusable: [`resume`](Drain::resume) lets work in again.
+///
+/// `Drain` is a cheap handle: clones share one pool. Entering and leaving the pool costs one
+/// atomic read-modify-write each, with no lock and no allocation; waiters cost nothing until
+/// the change they wait for happens.
+///
+/// # Examples
+///
+/// ```
+/// use tower_drain::Drain;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let drain = Drain::new();
+///
+/// let guard = drain.try_guard().expect("not draining yet");
+/// assert_eq!(drain.in_flight(), 1);
+///
+/// drain.start_draining();
+/// assert!(drain.try_guard().is_err(), "new work is refused");
+///
+/// let waiter = tokio::spawn(drain.until_empty());
+/// drop(guard); // the last piece of work finishes
+/// waiter.await.unwrap();
+/// assert_eq!(drain.in_flight(), 0);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Drain {
+    handle: Arc<Handle>,
+}
+
+/// Owns the pool's membership of the handle count: the pool is recycled once the last handle
+/// and the last guard are gone.
+struct Handle {
+    shared: &'static Shared,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.shared.state.detach() {
+            slot::release(self.shared);
+        }
+    }
+}
+
+impl Drain {
+    /// Creates an empty pool that is not draining.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// assert_eq!(drain.in_flight(), 0);
+    /// assert!(!drain.is_draining());
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            handle: Arc::new(Handle {
+                shared: slot::acquire(),
+            }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &'static Shared {
+        self.handle.shared
+    }
+
+    /// A [`DrainLayer`] that puts every request of the service it wraps in this pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_drain::Drain;
+    ///
+    /// let drain = Drain::new();
+    /// let service = ServiceBuilder::new()
+    ///     .layer(drain.layer())
+    ///     .service_fn(|name: &'static str| async move {
+    ///         Ok::<_, std::convert::Infallible>(format!("hello, {name}"))
+    ///     });
+    /// # drop(service);
+    /// ```
+    pub fn layer(&self) -> DrainLayer {
+        DrainLayer::new(self.clone())
+    }
+
+    /// Counts `future` in the pool until it completes or is dropped, like Twisted's
+    /// `DeferredPool.add`.
+    ///
+    /// The future is counted even while the pool is draining: it is work that already exists.
+    /// Dropped before it completes, it is counted as cancelled in [`snapshot`](Drain::snapshot).
+    /// The future's output is passed through unchanged.
+    ///
+    /// # Panics
+    ///
+    /// As [`guard`](Drain::guard).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    ///
+    /// let task = tokio::spawn(drain.track(async move { rx.await.unwrap() * 2 }));
+    /// assert_eq!(drain.in_flight(), 1);
+    ///
+    /// tx.send(21).unwrap();
+    /// assert_eq!(task.await.unwrap(), 42);
+    /// assert_eq!(drain.in_flight(), 0);
+    /// # }
+    /// ```
+    pub fn track<F: Future>(&self, future: F) -> Tracked<F> {
+        Tracked::new(future, self.guard())
+    }
+
+    /// Counts one piece of work in the pool until the returned [`Guard`] is dropped.
+    ///
+    /// It succeeds while draining: use it for work that must be finished once begun, such as
+    /// a response being written or a task spawned by an admitted request. For new work, use
+    /// [`try_guard`](Drain::try_guard).
+    ///
+    /// # Panics
+    ///
+    /// Panics if 2^27 (about 134 million) guards are alive at once. Like `Arc`'s reference
+    /// count overflow, this can only happen when guards are leaked with `std::mem::forget`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// drain.start_draining();
+    ///
+    /// let guard = drain.guard();
+    /// assert_eq!(drain.in_flight(), 1);
+    /// drop(guard);
+    /// assert_eq!(drain.in_flight(), 0);
+    /// ```
+    pub fn guard(&self) -> Guard {
+        let shared = self.shared();
+        match shared.state.enter() {
+            Entry::Admitted => Guard::new(shared),
+            Entry::AdmittedChanged => {
+                shared.changed.notify_waiters();
+                Guard::new(shared)
+            }
+            // `enter` ignores draining, so only a full pool refuses here.
+            Entry::Draining | Entry::Full => {
+                shared.leave(Outcome::Refused);
+                panic!(
+                    "tower-drain: {} guards are alive at once; are guards being leaked?",
+                    state::MAX_IN_FLIGHT
+                );
+            }
+        }
+    }
+
+    /// Counts one piece of new work in the pool, unless the pool is draining.
+    ///
+    /// The check and the count are one atomic step: once [`start_draining`] has returned and
+    /// the pool has been seen empty, no `try_guard` can succeed, however they race.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] while the pool is draining, or when 2^27 requests are already in flight.
+    /// Each refusal is counted in [`Snapshot::rejected`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// let guard = drain.try_guard().unwrap();
+    ///
+    /// drain.start_draining();
+    /// let err = drain.try_guard().unwrap_err();
+    /// assert_eq!(err.to_string(), "service is draining");
+    /// # drop(guard);
+    /// ```
+    ///
+    /// [`start_draining`]: Drain::start_draining
+    pub fn try_guard(&self) -> Result<Guard, Rejected> {
+        let shared = self.shared();
+        match shared.state.try_enter() {
+            Entry::Admitted => Ok(Guard::new(shared)),
+            Entry::AdmittedChanged => {
+                shared.changed.notify_waiters();
+                Ok(Guard::new(shared))
+            }
+            Entry::Draining => {
+                shared.leave(Outcome::Refused);
+                Err(Rejected::draining())
+            }
+            Entry::Full => {
+                shared.leave(Outcome::Refused);
+                Err(Rejected::full())
+            }
+        }
+    }
+
+    /// How many requests are in the pool now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// let _guard = drain.guard();
+    /// assert_eq!(drain.in_flight(), 1);
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        state::in_flight(self.shared().state.load())
+    }
+
+    /// Whether the pool is draining, that is refusing new work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// assert!(!drain.is_draining());
+    /// drain.start_draining();
+    /// assert!(drain.is_draining());
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.shared().state.load() & state::DRAINING != 0
+    }
+
+    /// Begins draining: from now on [`try_guard`](Drain::try_guard) and [`DrainLayer`] refuse
+    /// new work, while work already in the pool runs to its end.
+    ///
+    /// Returns `true` for the call that began draining and `false` if the pool was already
+    /// draining, so it is idempotent and racing callers can tell who began it. Waking
+    /// [`draining`](Drain::draining) waiters happens here. It does not wait: await
+    /// [`until_empty`](Drain::until_empty) for that.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// assert!(drain.start_draining());
+    /// assert!(!drain.start_draining(), "already draining");
+    /// ```
+    pub fn start_draining(&self) -> bool {
+        let shared = self.shared();
+        let prev = shared.state.start_draining();
+        let began = prev & state::DRAINING == 0;
+        if began {
+            shared.draining.notify_waiters();
+            if prev & state::CHANGE_WATCHERS != 0 {
+                shared.changed.notify_waiters();
+            }
+        }
+        began
+    }
+
+    /// Ends draining, so the pool accepts new work again. Returns `true` if it was draining.
+    ///
+    /// Waiters are not disturbed: an [`until_empty`](Drain::until_empty) waiter still waits for
+    /// the pool to empty, now with new work allowed in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// drain.start_draining();
+    /// assert!(drain.try_guard().is_err());
+    ///
+    /// assert!(drain.resume());
+    /// assert!(drain.try_guard().is_ok());
+    /// ```
+    pub fn resume(&self) -> bool {
+        let shared = self.shared();
+        let prev = shared.state.resume();
+        let was_draining = prev & state::DRAINING != 0;
+        if was_draining && prev & state::CHANGE_WATCHERS != 0 {
+            shared.changed.notify_waiters();
+        }
+        was_draining
+    }
+
+    /// Waits until the pool is empty: ready at once if it is empty now, otherwise the next time
+    /// its count reaches zero (Twisted's `deferUntilEmpty()`).
+    ///
+    /// The waiter is registered when this is called, not when first polled, so a transition to
+    /// empty in between is not missed. It completes when the count reaches zero even if new
+    /// work has entered by the time it is polled. It does not start draining: call
+    /// [`start_draining`](Drain::start_draining) first for a shutdown.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future unregisters it; it leaves nothing behind and costs nothing later.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// drain.until_empty().await; // empty now: ready at once
+    ///
+    /// let guard = drain.guard();
+    /// let waiter = tokio::spawn(drain.until_empty());
+    /// drop(guard);
+    /// waiter.await.unwrap();
+    /// # }
+    /// ```
+    pub fn until_empty(&self) -> UntilEmpty {
+        UntilEmpty::new(self.clone())
+    }
+
+    /// Waits for the pool's next transition to empty, even if it is empty now (Twisted's
+    /// `deferUntilEmpty(testImmediately=False)`).
+    ///
+    /// If the pool is empty when this is called, the future completes once some work has
+    /// entered and the pool has become empty again. An entry refused while draining counts
+    /// for the instant it takes to refuse it, so it can complete this future too.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`until_empty`](Drain::until_empty).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let next = tokio::spawn(drain.next_empty());
+    ///
+    /// let guard = drain.guard(); // the pool fills...
+    /// drop(guard); // ...and empties again
+    /// next.await.unwrap();
+    /// # }
+    /// ```
+    pub fn next_empty(&self) -> NextEmpty {
+        NextEmpty::new(self.clone())
+    }
+
+    /// Waits until `predicate` holds for the pool's [`Snapshot`].
+    ///
+    /// The predicate is checked when the future is first polled and again after every change
+    /// of the pool while it waits: each entry, exit, refusal and change of draining. Changes
+    /// that happen while the waiter is being woken are checked together, against the newest
+    /// snapshot (as with `tokio::sync::watch`). While at least one such waiter exists every
+    /// entry and exit wakes it; with none, they cost nothing extra.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`until_empty`](Drain::until_empty).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let guards: Vec<_> = (0..3).map(|_| drain.guard()).collect();
+    ///
+    /// let two_done = tokio::spawn(drain.until(|s| s.completed >= 2));
+    /// drop(guards);
+    /// two_done.await.unwrap();
+    /// # }
+    /// ```
+    pub fn until<P>(&self, predicate: P) -> Until<P>
+    where
+        P: FnMut(&Snapshot) -> bool,
+    {
+        Until::new(self.clone(), predicate)
+    }
+
+    /// Waits until draining begins: ready at once if it already has.
+    ///
+    /// Hand it to a server's own graceful shutdown so the server stops accepting connections
+    /// when the pool stops accepting requests, e.g.
+    /// `axum::serve(listener, app).with_graceful_shutdown(drain.draining())`, or select on it
+    /// in a long-lived handler to end a stream early.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing behind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let server_stops = tokio::spawn(drain.draining());
+    ///
+    /// drain.start_draining();
+    /// server_stops.await.unwrap();
+    /// # }
+    /// ```
+    pub fn draining(&self) -> Draining {
+        Draining::new(self.clone())
+    }
+
+    /// The pool's counters, read at one moment.
+    ///
+    /// `started == completed + cancelled + in_flight` holds in every snapshot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// let guard = drain.guard();
+    /// drop(drain.track(async {})); // dropped before it completed
+    /// drain.start_draining();
+    /// assert!(drain.try_guard().is_err());
+    ///
+    /// let snapshot = drain.snapshot();
+    /// assert_eq!(snapshot.in_flight, 1);
+    /// assert_eq!(snapshot.started, 2);
+    /// assert_eq!(snapshot.cancelled, 1);
+    /// assert_eq!(snapshot.rejected, 1);
+    /// assert!(snapshot.draining);
+    /// # drop(guard);
+    /// ```
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::from_reading(&self.shared().state.read())
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Drain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One load, so the two fields describe the same moment.
+        let word = self.shared().state.load();
+        f.debug_struct("Drain")
+            .field("in_flight", &state::in_flight(word))
+            .field("draining", &(word & state::DRAINING != 0))
+            .finish()
+    }
+}
+
+/// Registered waiters, by the flag that tells exits to wake them.
+#[derive(Debug, Default)]
+struct WaiterCounts {
+    empty: usize,
+    change: usize,
+}
+
+/// The shared state behind every clone of a [`Drain`] and every [`Guard`].
+pub(crate) struct Shared {
+    pub(crate) state: State,
+    /// Guards the waiter counts, so a count and its flag in the word change together.
+    waiters: Mutex<WaiterCounts>,
+    /// The (extended) attempt count at the latest transition to empty published for waiters.
+    emptied_at: AtomicU64,
+    /// Woken when the count reaches zero while `EMPTY_WAITERS` is set.
+    pub(crate) emptied: Notify,
+    /// Woken on every change while `CHANGE_WATCHERS` is set.
+    pub(crate) changed: Notify,
+    /// Woken when draining begins.
+    pub(crate) draining: Notify,
+}
+
+/// Which kind of waiter registers, and so which flag it needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WaiterKind {
+    Empty,
+    Change,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: State::new(),
+            waiters: Mutex::new(WaiterCounts::default()),
+            emptied_at: AtomicU64::new(0),
+            emptied: Notify::new(),
+            changed: Notify::new(),
+            draining: Notify::new(),
+        }
+    }
+
+    /// Back to a new pool's state, before reuse. No handle, guard or waiter refers to `self`.
+    pub(crate) fn reset(&self) {
+        self.state.reset();
+        // Relaxed: handed to the next owner through the slot list's mutex.
+        self.emptied_at.store(0, Ordering::Relaxed);
+        debug_assert!(matches!(*self.lock_waiters(), WaiterCounts { empty: 0, change: 0 }));
+    }
+
+    fn lock_waiters(&self) -> MutexGuard<'_, WaiterCounts> {
+        // No user code runs under this lock, so a poisoned lock still holds consistent counts.
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one request out of the pool and carries out what its exit requires.
+    #[inline]
+    pub(crate) fn leave(&'static self, outcome: Outcome) {
+        let exit = self.state.exit(outcome);
+        if exit != Exit::NONE {
+            self.after_exit(exit);
+        }
+    }
+
+    #[cold]
+    fn after_exit(&'static self, exit: Exit) {
+        if let Some(at) = exit.emptied_at {
+            // Release: pairs with the Acquire load in `emptied_since`; the exit's Release RMW
+            // on the word already ordered the request's effects before this point.
+            self.emptied_at.fetch_max(at, Ordering::Release);
+            // After the publication, so a waiter that checks before it is woken by it.
+            self.emptied.notify_waiters();
+        }
+        if exit.changed {
+            self.changed.notify_waiters();
+        }
+        if exit.recycle {
+            slot::release(self);
+        }
+    }
+
+    /// Whether the pool has become empty at or after attempt `target`.
+    pub(crate) fn emptied_since(&self, target: u64) -> bool {
+        // Acquire: pairs with the Release `fetch_max` in `after_exit`.
+        self.emptied_at.load(Ordering::Acquire) >= target
+    }
+
+    /// Registers a waiter and returns the reading at its registration point: every exit after
+    /// that point sees the waiter's flag, and every exit before it is in the reading.
+    pub(crate) fn register(&self, kind: WaiterKind) -> Reading {
+        let mut counts = self.lock_waiters();
+        let (count, flag) = counts.slot(kind);
+        *count += 1;
+        if *count == 1 {
+            self.state.set_flag(flag, true);
+        }
+        // A load after the flag is set (by us or, under this lock, by an earlier waiter).
+        self.state.read()
+    }
+
+    /// Undoes one `register`.
+    pub(crate) fn deregister(&self, kind: WaiterKind) {
+        let mut counts = self.lock_waiters();
+        let (count, flag) = counts.slot(kind);
+        debug_assert!(*count > 0, "deregistering a waiter that is not registered");
+        *count -= 1;
+        if *count == 0 {
+            self.state.set_flag(flag, false);
+        }
+    }
+}
+
+impl WaiterCounts {
+    fn slot(&mut self, kind: WaiterKind) -> (&mut usize, u64) {
+        match kind {
+            WaiterKind::Empty => (&mut self.empty, state::EMPTY_WAITERS),
+            WaiterKind::Change => (&mut self.change, state::CHANGE_WATCHERS),
+        }
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}

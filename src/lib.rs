@@ -1,0 +1,38 @@
+//! Graceful drain for any Tower service.
+//!
+//! See the crate's README for the full story.
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod drain;
+mod error;
+mod future;
+mod guard;
+mod layer;
+mod service;
+mod slot;
+mod snapshot;
+mod state;
+mod wait;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+pub use crate::drain::Drain;
+pub use crate::error::Rejected;
+pub use crate::future::ResponseFuture;
+pub use crate::guard::{Guard, Tracked};
+pub use crate::layer::DrainLayer;
+pub use crate::service::DrainService;
+pub use crate::snapshot::Snapshot;
+pub use crate::wait::{Draining, NextEmpty, Until, UntilEmpty};
+
+/// The boxed error type of [`DrainService`], as in tower.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,319 @@
+//! The pool's waiters: `UntilEmpty`, `NextEmpty`, `Until` and `Draining`.
+//!
+//! Each waiter re-checks durable state after enabling its `Notified`, so a wake-up can never
+//! fall between the check and the wait (tokio's `Notified::enable` pattern). Empty waiters
+//! compare attempt counts instead of trusting the wake-up itself: an exit that emptied the pool
+//! *before* a waiter registered may notify after it, and must not complete it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::sync::futures::Notified;
+
+use crate::drain::{Drain, WaiterKind};
+use crate::snapshot::Snapshot;
+use crate::state;
+
+pin_project! {
+    /// Waits for the pool's next transition to empty at or after a given attempt.
+    #[derive(Debug)]
+    struct EmptyWait {
+        drain: Drain,
+        // Complete once the pool has emptied at or after this attempt. `None` once finished,
+        // or if the pool was empty when an `UntilEmpty` was made: then no waiter is registered.
+        target: Option<u64>,
+        #[pin]
+        notified: Notified<'static>,
+    }
+
+    impl PinnedDrop for EmptyWait {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if this.target.is_some() {
+                this.drain.shared().deregister(WaiterKind::Empty);
+            }
+        }
+    }
+}
+
+impl EmptyWait {
+    fn new(drain: Drain, ready_if_empty: bool) -> Self {
+        let shared = drain.shared();
+        let notified = shared.emptied.notified();
+        if ready_if_empty && state::in_flight(shared.state.load()) == 0 {
+            // Empty now: no registration, no lock.
+            return Self {
+                drain,
+                target: None,
+                notified,
+            };
+        }
+        let reading = shared.register(WaiterKind::Empty);
+        // An exit that empties the pool after the registration point saw `attempts >=
+        // reading.attempts`, and one that emptied it before saw fewer, since some entry came
+        // after it (the pool was not empty at registration). If it was empty, the next
+        // transition needs one more entry first.
+        let target = match (reading.in_flight(), ready_if_empty) {
+            (0, true) => {
+                shared.deregister(WaiterKind::Empty);
+                None
+            }
+            (0, false) => Some(reading.attempts + 1),
+            _ => Some(reading.attempts),
+        };
+        Self {
+            drain,
+            target,
+            notified,
+        }
+    }
+
+    fn poll_empty(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let shared = this.drain.shared();
+        while let Some(target) = *this.target {
+            // Enable first: a transition published after the check below notifies us.
+            this.notified.as_mut().enable();
+            if shared.emptied_since(target) {
+                shared.deregister(WaiterKind::Empty);
+                *this.target = None;
+                break;
+            }
+            ready!(this.notified.as_mut().poll(cx));
+            // Woken by an exit; it may have emptied the pool before we registered: check again.
+            this.notified.set(shared.emptied.notified());
+        }
+        Poll::Ready(())
+    }
+}
+
+pin_project! {
+    /// Completes when the pool is empty: at once if it was empty when made, otherwise at its
+    /// next transition to empty.
+    ///
+    /// Made by [`Drain::until_empty`], whose documentation has the details. It is `Send` and
+    /// `'static`; polling it again after it has completed returns `Ready` again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let guard = drain.guard();
+    /// let waiter: tower_drain::UntilEmpty = drain.until_empty();
+    /// drop(guard);
+    /// waiter.await;
+    /// # }
+    /// ```
+    ///
+    /// [`Drain::until_empty`]: crate::Drain::until_empty
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct UntilEmpty {
+        #[pin]
+        wait: EmptyWait,
+    }
+}
+
+impl UntilEmpty {
+    pub(crate) fn new(drain: Drain) -> Self {
+        Self {
+            wait: EmptyWait::new(drain, true),
+        }
+    }
+}
+
+impl Future for UntilEmpty {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().wait.poll_empty(cx)
+    }
+}
+
+pin_project! {
+    /// Completes at the pool's next transition to empty, even if it is empty when made.
+    ///
+    /// Made by [`Drain::next_empty`], whose documentation has the details. It is `Send` and
+    /// `'static`; polling it again after it has completed returns `Ready` again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let waiter: tower_drain::NextEmpty = drain.next_empty();
+    /// drop(drain.guard());
+    /// waiter.await;
+    /// # }
+    /// ```
+    ///
+    /// [`Drain::next_empty`]: crate::Drain::next_empty
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct NextEmpty {
+        #[pin]
+        wait: EmptyWait,
+    }
+}
+
+impl NextEmpty {
+    pub(crate) fn new(drain: Drain) -> Self {
+        Self {
+            wait: EmptyWait::new(drain, false),
+        }
+    }
+}
+
+impl Future for NextEmpty {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().wait.poll_empty(cx)
+    }
+}
+
+pin_project! {
+    /// Completes with the first [`Snapshot`] for which a predicate holds.
+    ///
+    /// Made by [`Drain::until`], whose documentation has the details. It is `Send` and
+    /// `'static` when the predicate is; polling it again after it has completed returns the
+    /// current snapshot without calling the predicate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let guards: Vec<_> = (0..10).map(|_| drain.guard()).collect();
+    ///
+    /// let few_left = tokio::spawn(drain.until(|s| s.in_flight <= 2));
+    /// drop(guards);
+    /// let snapshot = few_left.await.unwrap();
+    /// assert!(snapshot.in_flight <= 2);
+    /// # }
+    /// ```
+    ///
+    /// [`Drain::until`]: crate::Drain::until
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Until<P> {
+        drain: Drain,
+        predicate: P,
+        registered: bool,
+        #[pin]
+        notified: Notified<'static>,
+    }
+
+    impl<P> PinnedDrop for Until<P> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.registered {
+                this.drain.shared().deregister(WaiterKind::Change);
+            }
+        }
+    }
+}
+
+impl<P> Until<P> {
+    pub(crate) fn new(drain: Drain, predicate: P) -> Self {
+        let shared = drain.shared();
+        shared.register(WaiterKind::Change);
+        Self {
+            notified: shared.changed.notified(),
+            drain,
+            predicate,
+            registered: true,
+        }
+    }
+}
+
+impl<P> Future for Until<P>
+where
+    P: FnMut(&Snapshot) -> bool,
+{
+    type Output = Snapshot;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Snapshot> {
+        let mut this = self.project();
+        let shared = this.drain.shared();
+        while *this.registered {
+            // Enable first: a change after the snapshot below notifies us.
+            this.notified.as_mut().enable();
+            let snapshot = this.drain.snapshot();
+            if (this.predicate)(&snapshot) {
+                shared.deregister(WaiterKind::Change);
+                *this.registered = false;
+                return Poll::Ready(snapshot);
+            }
+            ready!(this.notified.as_mut().poll(cx));
+            this.notified.set(shared.changed.notified());
+        }
+        Poll::Ready(this.drain.snapshot())
+    }
+}
+
+impl<P> fmt::Debug for Until<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Until")
+            .field("drain", &self.drain)
+            .field("waiting", &self.registered)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Completes when the pool begins draining, or at once if it is draining.
+    ///
+    /// Made by [`Drain::draining`]. It completes if draining began at any moment after it was
+    /// made, even if [`Drain::resume`] has ended it since. It is `Send` and `'static`, so it
+    /// fits `with_graceful_shutdown` of axum and hyper-util.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let signal: tower_drain::Draining = drain.draining();
+    /// drain.start_draining();
+    /// signal.await;
+    /// # }
+    /// ```
+    ///
+    /// [`Drain::draining`]: crate::Drain::draining
+    /// [`Drain::resume`]: crate::Drain::resume
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Draining {
+        drain: Drain,
+        #[pin]
+        notified: Notified<'static>,
+    }
+}
+
+impl Draining {
+    pub(crate) fn new(drain: Drain) -> Self {
+        // Made now, so a `start_draining` between now and the first poll completes it.
+        let notified = drain.shared().draining.notified();
+        Self { drain, notified }
+    }
+}
+
+impl Future for Draining {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        this.notified.as_mut().enable();
+        if this.drain.is_draining() {
+            return Poll::Ready(());
+        }
+        this.notified.poll(cx)
+    }
+}
