@@ -4,9 +4,11 @@ use crate::state::{self, Reading};
 
 /// The pool's counters, read at one moment by [`Drain::snapshot`](crate::Drain::snapshot).
 ///
-/// `started == completed + cancelled + in_flight` holds in every snapshot. Counts are exact
-/// whenever the pool is quiet; a request caught in the instant between leaving the in-flight
-/// count and being counted as cancelled or refused is counted as completed for that instant.
+/// Every snapshot is consistent: `started == completed + cancelled + in_flight` always holds,
+/// and `completed`, `cancelled` and `rejected` never decrease from one snapshot to the next.
+/// One transient is visible: an entry refused while draining is counted in `started` and
+/// `in_flight` for the instant between its check and its undo, as it really is in the pool for
+/// that instant, and moves to `rejected` after.
 ///
 /// # Examples
 ///
@@ -45,8 +47,8 @@ pub struct Snapshot {
 impl Snapshot {
     pub(crate) fn from_reading(reading: &Reading) -> Self {
         let in_flight = reading.in_flight();
-        // `State::read` orders its loads so that neither subtraction can underflow: every
-        // refusal and cancellation it counts has already left the in-flight count.
+        // Every refusal and cancellation `State::read` counts has left the in-flight count (they
+        // change both under the lock `read` takes), so neither subtraction can underflow.
         let started = reading.attempts - reading.refused;
         let completed = started - reading.cancelled - in_flight as u64;
         Self {

@@ -24,10 +24,18 @@
 //!   Its 32 bits wrap; `halves` (below) counts half-period crossings so that `snapshot` can
 //!   extend it to 64 bits exactly.
 
+use std::sync::PoisonError;
+
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::{
+    atomic::{AtomicU64, Ordering},
+    Mutex, MutexGuard,
+};
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Mutex, MutexGuard,
+};
 
 pub(crate) const DRAINING: u64 = 1 << 0;
 pub(crate) const EMPTY_WAITERS: u64 = 1 << 1;
@@ -137,10 +145,17 @@ pub(crate) struct State {
     word: AtomicU64,
     /// Half-period crossings of the 32-bit attempts field, for `extend`.
     halves: AtomicU64,
-    /// Requests dropped before they completed: the rare path, so counted apart.
-    cancelled: AtomicU64,
-    /// Entries refused (draining or full).
-    refused: AtomicU64,
+    /// Cancellations and refusals: the rare exits. Each changes the word and a counter, two
+    /// steps that `read` must never see half done, so both happen under this lock, which
+    /// `read` takes too. Completions, the common exit, need neither: the word alone says
+    /// everything about them.
+    rare: Mutex<RareCounts>,
+}
+
+#[derive(Debug, Default)]
+struct RareCounts {
+    cancelled: u64,
+    refused: u64,
 }
 
 impl State {
@@ -148,9 +163,13 @@ impl State {
         Self {
             word: AtomicU64::new(0),
             halves: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
+            rare: Mutex::new(RareCounts::default()),
         }
+    }
+
+    fn lock_rare(&self) -> MutexGuard<'_, RareCounts> {
+        // No user code runs under this lock, so a poisoned lock still holds true counts.
+        self.rare.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Returns a recycled pool to its initial state. The caller owns the pool exclusively.
@@ -158,8 +177,7 @@ impl State {
         // Relaxed: the slot is handed to its next owner through a mutex, which orders these.
         self.word.store(0, Ordering::Relaxed);
         self.halves.store(0, Ordering::Relaxed);
-        self.cancelled.store(0, Ordering::Relaxed);
-        self.refused.store(0, Ordering::Relaxed);
+        *self.lock_rare() = RareCounts::default();
     }
 
     /// Counts one more request in flight unless the pool is draining or full.
@@ -218,27 +236,36 @@ impl State {
     /// Takes one request out of the count and says what must happen next.
     #[inline]
     pub(crate) fn exit(&self, outcome: Outcome) -> Exit {
+        let prev = match outcome {
+            Outcome::Completed => self.leave_word(),
+            Outcome::Cancelled | Outcome::Refused => self.leave_rare(outcome),
+        };
+        if prev & (EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED) == 0 {
+            return Exit::NONE;
+        }
+        self.exit_slow(prev)
+    }
+
+    #[inline]
+    fn leave_word(&self) -> u64 {
         // Release: everything the request did happens-before a waiter that observes the count
         // it leaves (Acquire loads in `read` and in registration). Acquire: a recycling exit
         // must see every other exit's writes before it resets the pool.
         let prev = self.word.fetch_sub(IN_FLIGHT_ONE, Ordering::AcqRel);
         debug_assert!(in_flight(prev) > 0, "exit without a matching entry");
-        // Counted after the word so that a snapshot (which reads these first) never sees a
-        // cancellation whose request is still in flight; see `read`.
+        prev
+    }
+
+    #[cold]
+    fn leave_rare(&self, outcome: Outcome) -> u64 {
+        let mut counts = self.lock_rare();
+        let prev = self.leave_word();
         match outcome {
-            Outcome::Completed => {}
-            // Release: pairs with the Acquire loads in `read`.
-            Outcome::Cancelled => {
-                self.cancelled.fetch_add(1, Ordering::Release);
-            }
-            Outcome::Refused => {
-                self.refused.fetch_add(1, Ordering::Release);
-            }
+            Outcome::Cancelled => counts.cancelled += 1,
+            Outcome::Refused => counts.refused += 1,
+            Outcome::Completed => unreachable!("completions take the fast path"),
         }
-        if prev & (EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED) == 0 {
-            return Exit::NONE;
-        }
-        self.exit_slow(prev)
+        prev
     }
 
     #[cold]
@@ -298,25 +325,20 @@ impl State {
         self.word.load(Ordering::Acquire)
     }
 
-    /// A consistent reading of everything.
-    ///
-    /// The side counters are read before the word, and exits bump them after the word, so
-    /// every cancellation or refusal counted here has already left the in-flight count: the
-    /// derived `completed = attempts - refused - cancelled - in_flight` can never underflow.
-    /// A request caught between the two steps is counted as completed for that instant.
+    /// A consistent reading of everything: no rare exit is half done in it, since those run
+    /// under the lock taken here, and completions are single RMWs of the word.
     pub(crate) fn read(&self) -> Reading {
-        // Acquire (all three): pairs with the Release increments, which follow their word RMW
-        // in program order, so the word load below sees those RMWs.
-        let cancelled = self.cancelled.load(Ordering::Acquire);
-        let refused = self.refused.load(Ordering::Acquire);
+        let counts = self.lock_rare();
+        // Acquire: pairs with the Release increment after a crossing, so the word load below
+        // sees the entry that made it: `extend` needs `halves` never to lead the word.
         let halves = self.halves.load(Ordering::Acquire);
         // Acquire: pairs with the Release exits.
         let word = self.word.load(Ordering::Acquire);
         Reading {
             word,
             attempts: extend(halves, attempts_low(word)),
-            cancelled,
-            refused,
+            cancelled: counts.cancelled,
+            refused: counts.refused,
         }
     }
 }
@@ -367,9 +389,11 @@ mod tests {
             expected += 1;
             assert_eq!(state.read().attempts, expected);
         }
+        // Jump to the end of the second period: three crossings recorded so far.
         state
             .word
             .store(u64::from(u32::MAX - 1) << ATTEMPTS_SHIFT, Ordering::Relaxed);
+        state.halves.store(3, Ordering::Relaxed);
         expected = (1 << 32) + u64::from(u32::MAX - 1);
         for _ in 0..4 {
             state.enter();

@@ -206,6 +206,9 @@ pin_project! {
         drain: Drain,
         predicate: P,
         registered: bool,
+        // The predicate has been checked since `notified` was made: poll `notified` before
+        // checking again, so each wake-up costs one call of the predicate, not two.
+        checked: bool,
         #[pin]
         notified: Notified<'static>,
     }
@@ -229,6 +232,7 @@ impl<P> Until<P> {
             drain,
             predicate,
             registered: true,
+            checked: false,
         }
     }
 }
@@ -243,16 +247,20 @@ where
         let mut this = self.project();
         let shared = this.drain.shared();
         while *this.registered {
-            // Enable first: a change after the snapshot below notifies us.
-            this.notified.as_mut().enable();
-            let snapshot = this.drain.snapshot();
-            if (this.predicate)(&snapshot) {
-                shared.deregister(WaiterKind::Change);
-                *this.registered = false;
-                return Poll::Ready(snapshot);
+            if !*this.checked {
+                // Enable first: a change after the snapshot below notifies us.
+                this.notified.as_mut().enable();
+                let snapshot = this.drain.snapshot();
+                if (this.predicate)(&snapshot) {
+                    shared.deregister(WaiterKind::Change);
+                    *this.registered = false;
+                    return Poll::Ready(snapshot);
+                }
+                *this.checked = true;
             }
             ready!(this.notified.as_mut().poll(cx));
             this.notified.set(shared.changed.notified());
+            *this.checked = false;
         }
         Poll::Ready(this.drain.snapshot())
     }

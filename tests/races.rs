@@ -1,0 +1,201 @@
+//! Real threads racing on one pool. Loops are bounded; waits are bounded by timeouts that only
+//! a bug can reach.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use tower_drain::Drain;
+
+const THREADS: usize = 4;
+
+/// Runs `future` to completion on a fresh runtime, failing the test if it takes over 10 s.
+fn block_on_bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), future)
+                .await
+                .expect("a waiter missed its wake-up")
+        })
+}
+
+#[test]
+fn try_guard_never_admits_after_drained_was_observed() {
+    for _round in 0..20 {
+        let drain = Drain::new();
+        let drained_seen = Arc::new(AtomicBool::new(false));
+        let barrier = Arc::new(Barrier::new(THREADS + 1));
+        let admitted = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (drain, drained_seen, barrier, admitted) = (
+                    drain.clone(),
+                    drained_seen.clone(),
+                    barrier.clone(),
+                    admitted.clone(),
+                );
+                thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..2_000 {
+                        if let Ok(guard) = drain.try_guard() {
+                            // Acquire: pairs with the Release store after `until_empty`.
+                            assert!(
+                                !drained_seen.load(Ordering::Acquire),
+                                "admitted after the drained pool was observed empty"
+                            );
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                            drop(guard);
+                        }
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        drain.start_draining();
+        block_on_bounded(drain.until_empty());
+        drained_seen.store(true, Ordering::Release);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        let snapshot = drain.snapshot();
+        assert_eq!(snapshot.in_flight, 0);
+        assert_eq!(snapshot.completed, admitted.load(Ordering::Relaxed));
+        assert_eq!(
+            snapshot.started + snapshot.rejected,
+            (THREADS * 2_000) as u64
+        );
+    }
+}
+
+#[test]
+fn every_snapshot_keeps_the_invariant_under_load() {
+    let drain = Drain::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let drain = drain.clone();
+            thread::spawn(move || {
+                for n in 0..20_000u32 {
+                    match (n + i as u32) % 4 {
+                        0 => drop(drain.guard()),
+                        1 => drop(drain.track(async {})), // cancelled
+                        2 => drop(drain.try_guard()),
+                        _ => {
+                            if n % 64 == 3 {
+                                drain.start_draining();
+                            } else if n % 64 == 35 {
+                                drain.resume();
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let (drain, stop) = (drain.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut reads = 0u64;
+            let mut last = drain.snapshot();
+            while !stop.load(Ordering::Relaxed) || reads < 1_000 {
+                let s = drain.snapshot();
+                assert_eq!(s.started, s.completed + s.cancelled + s.in_flight as u64);
+                assert!(s.in_flight <= THREADS, "in flight {}", s.in_flight);
+                assert!(s.completed >= last.completed, "{last:?} then {s:?}");
+                assert!(s.cancelled >= last.cancelled, "{last:?} then {s:?}");
+                assert!(s.rejected >= last.rejected, "{last:?} then {s:?}");
+                // `started` may dip for the instant a refusal is undone, never by more than
+                // one per racing thread.
+                assert!(s.started + THREADS as u64 >= last.started);
+                last = s;
+                reads += 1;
+            }
+        })
+    };
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let s = drain.snapshot();
+    assert_eq!(s.in_flight, 0);
+    assert_eq!(s.started + s.rejected, (THREADS * 15_000) as u64);
+    assert_eq!(s.started, s.completed + s.cancelled);
+}
+
+#[test]
+fn a_waiter_registering_as_the_last_request_leaves_is_never_lost() {
+    for _ in 0..2_000 {
+        let drain = Drain::new();
+        let guard = drain.guard();
+        let barrier = Arc::new(Barrier::new(2));
+        let leaver = {
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                drop(guard);
+            })
+        };
+        barrier.wait();
+        let until = drain.until_empty();
+        let next = drain.next_empty();
+        leaver.join().unwrap();
+        // Both were made before or after the last exit; either way the pool is empty now,
+        // so `until_empty` completes. `next_empty` completes if it was made first; if not,
+        // one more request settles it.
+        block_on_bounded(until);
+        drop(drain.guard());
+        block_on_bounded(next);
+    }
+}
+
+#[test]
+fn many_waiters_across_threads_all_wake() {
+    let drain = Drain::new();
+    let guards: Vec<_> = (0..THREADS).map(|_| drain.guard()).collect();
+    let waiters: Vec<_> = (0..THREADS * 4)
+        .map(|i| {
+            let drain = drain.clone();
+            thread::spawn(move || match i % 3 {
+                0 => block_on_bounded(drain.until_empty()),
+                1 => block_on_bounded(drain.next_empty()),
+                _ => {
+                    block_on_bounded(drain.until(|s| s.in_flight == 0 && s.completed >= 4));
+                }
+            })
+        })
+        .collect();
+    let droppers: Vec<_> = guards
+        .into_iter()
+        .map(|guard| thread::spawn(move || drop(guard)))
+        .collect();
+    for handle in droppers.into_iter().chain(waiters) {
+        handle.join().unwrap();
+    }
+}
+
+#[test]
+fn guards_dropped_on_other_threads_after_the_handles_are_gone() {
+    for _ in 0..200 {
+        let drain = Drain::new();
+        let guards: Vec<_> = (0..THREADS).map(|_| drain.guard()).collect();
+        drop(drain);
+        let droppers: Vec<_> = guards
+            .into_iter()
+            .map(|guard| thread::spawn(move || drop(guard)))
+            .collect();
+        // Meanwhile new pools are made, possibly from recycled memory: each starts afresh.
+        let fresh = Drain::new();
+        let s = fresh.snapshot();
+        assert_eq!((s.started, s.in_flight, s.draining), (0, 0, false));
+        for dropper in droppers {
+            dropper.join().unwrap();
+        }
+        drop(fresh.guard());
+        assert_eq!(fresh.snapshot().completed, 1);
+    }
+}
