@@ -509,7 +509,13 @@ impl Shared {
         self.state.reset();
         // Relaxed: handed to the next owner through the slot list's mutex.
         self.emptied_at.store(0, Ordering::Relaxed);
-        debug_assert!(matches!(*self.lock_waiters(), WaiterCounts { empty: 0, change: 0 }));
+        debug_assert!(matches!(
+            *self.lock_waiters(),
+            WaiterCounts {
+                empty: 0,
+                change: 0
+            }
+        ));
     }
 
     fn lock_waiters(&self) -> MutexGuard<'_, WaiterCounts> {

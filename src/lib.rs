@@ -1,7 +1,4 @@
-//! Graceful drain for any Tower service.
-//!
-//! See the crate's README for the full story.
-
+#![doc = include_str!("../README.md")]
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -406,9 +406,10 @@ mod tests {
     #[test]
     fn a_full_pool_refuses_and_undoes_the_entry() {
         let state = State::new();
-        state
-            .word
-            .store(((MAX_IN_FLIGHT - 1) as u64) << IN_FLIGHT_SHIFT, Ordering::Relaxed);
+        state.word.store(
+            ((MAX_IN_FLIGHT - 1) as u64) << IN_FLIGHT_SHIFT,
+            Ordering::Relaxed,
+        );
         assert_eq!(state.enter(), Entry::Admitted);
         assert_eq!(in_flight(state.load()), MAX_IN_FLIGHT);
         assert_eq!(state.enter(), Entry::Full);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok};
 use tower::util::BoxCloneService;
-use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_drain::{BoxError, Drain, Rejected};
 use tower_test::{assert_request_eq, mock};
 
@@ -137,7 +137,9 @@ async fn composes_with_tower_middleware() {
         .concurrency_limit(4)
         .timeout(Duration::from_secs(5))
         .layer(drain.layer())
-        .service(service_fn(|x: u32| async move { Ok::<_, Infallible>(x + 1) }));
+        .service(service_fn(
+            |x: u32| async move { Ok::<_, Infallible>(x + 1) },
+        ));
 
     assert_eq!(service.clone().oneshot(1).await.unwrap(), 2);
     drain.start_draining();
@@ -153,7 +155,9 @@ async fn a_timeout_outside_the_layer_counts_as_cancelled() {
     let service = ServiceBuilder::new()
         .timeout(Duration::from_secs(1))
         .layer(drain.layer())
-        .service(service_fn(|()| std::future::pending::<Result<(), Infallible>>()));
+        .service(service_fn(|()| {
+            std::future::pending::<Result<(), Infallible>>()
+        }));
     let err = service.oneshot(()).await.unwrap_err();
     assert!(err.is::<tower::timeout::error::Elapsed>());
     assert_eq!(drain.in_flight(), 0);
@@ -164,7 +168,10 @@ async fn a_timeout_outside_the_layer_counts_as_cancelled() {
 fn layer_and_service_are_clone_and_debug() {
     let drain = Drain::new();
     let layer = drain.layer();
-    let service = tower::Layer::layer(&layer.clone(), service_fn(|()| async { Ok::<_, Infallible>(()) }));
+    let service = tower::Layer::layer(
+        &layer.clone(),
+        service_fn(|()| async { Ok::<_, Infallible>(()) }),
+    );
     let mut cloned = service.clone();
     let _ = format!("{layer:?}");
     let _: &_ = cloned.get_ref();

@@ -155,26 +155,31 @@ fn a_waiter_registering_as_the_last_request_leaves_is_never_lost() {
 
 #[test]
 fn many_waiters_across_threads_all_wake() {
-    let drain = Drain::new();
-    let guards: Vec<_> = (0..THREADS).map(|_| drain.guard()).collect();
-    let waiters: Vec<_> = (0..THREADS * 4)
-        .map(|i| {
-            let drain = drain.clone();
-            thread::spawn(move || match i % 3 {
-                0 => block_on_bounded(drain.until_empty()),
-                1 => block_on_bounded(drain.next_empty()),
-                _ => {
-                    block_on_bounded(drain.until(|s| s.in_flight == 0 && s.completed >= 4));
-                }
+    for _ in 0..50 {
+        let drain = Drain::new();
+        let guards: Vec<_> = (0..THREADS).map(|_| drain.guard()).collect();
+        // Every waiter exists before the first guard drops; each then waits on its own thread.
+        let waiters: Vec<_> = (0..THREADS * 4)
+            .map(|i| {
+                let until_empty = drain.until_empty();
+                let next_empty = drain.next_empty();
+                let until = drain.until(|s| s.in_flight == 0 && s.completed >= THREADS as u64);
+                thread::spawn(move || match i % 3 {
+                    0 => block_on_bounded(until_empty),
+                    1 => block_on_bounded(next_empty),
+                    _ => {
+                        block_on_bounded(until);
+                    }
+                })
             })
-        })
-        .collect();
-    let droppers: Vec<_> = guards
-        .into_iter()
-        .map(|guard| thread::spawn(move || drop(guard)))
-        .collect();
-    for handle in droppers.into_iter().chain(waiters) {
-        handle.join().unwrap();
+            .collect();
+        let droppers: Vec<_> = guards
+            .into_iter()
+            .map(|guard| thread::spawn(move || drop(guard)))
+            .collect();
+        for handle in droppers.into_iter().chain(waiters) {
+            handle.join().unwrap();
+        }
     }
 }
 
