@@ -54,6 +54,42 @@ impl Guard {
         std::mem::forget(self);
         shared.leave(outcome);
     }
+
+    /// Whether the guard's pool is draining now.
+    #[cfg(feature = "http")]
+    pub(crate) fn is_draining(&self) -> bool {
+        self.shared.state.load() & crate::state::DRAINING != 0
+    }
+}
+
+/// A guard held by a future or body that may be dropped before it is done: dropped still
+/// holding its guard, it counts the work as cancelled. `take` hands the guard over for a
+/// normal release.
+#[derive(Debug)]
+pub(crate) struct CancelOnDrop {
+    guard: Option<Guard>,
+}
+
+impl CancelOnDrop {
+    pub(crate) fn new(guard: Option<Guard>) -> Self {
+        Self { guard }
+    }
+
+    pub(crate) fn get(&self) -> Option<&Guard> {
+        self.guard.as_ref()
+    }
+
+    pub(crate) fn take(&mut self) -> Option<Guard> {
+        self.guard.take()
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.release(Outcome::Cancelled);
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -92,15 +128,7 @@ pin_project! {
     pub struct Tracked<F> {
         #[pin]
         future: F,
-        guard: Option<Guard>,
-    }
-
-    impl<F> PinnedDrop for Tracked<F> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(guard) = this.project().guard.take() {
-                guard.release(Outcome::Cancelled);
-            }
-        }
+        guard: CancelOnDrop,
     }
 }
 
@@ -108,7 +136,7 @@ impl<F> Tracked<F> {
     pub(crate) fn new(future: F, guard: Guard) -> Self {
         Self {
             future,
-            guard: Some(guard),
+            guard: CancelOnDrop::new(Some(guard)),
         }
     }
 }
@@ -129,7 +157,7 @@ impl<F: Future> Future for Tracked<F> {
 impl<F> fmt::Debug for Tracked<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tracked")
-            .field("completed", &self.guard.is_none())
+            .field("completed", &self.guard.get().is_none())
             .finish_non_exhaustive()
     }
 }

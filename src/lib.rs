@@ -12,6 +12,9 @@ mod drain;
 mod error;
 mod future;
 mod guard;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod layer;
 mod service;
 mod slot;
@@ -26,6 +29,8 @@ pub use crate::drain::Drain;
 pub use crate::error::Rejected;
 pub use crate::future::ResponseFuture;
 pub use crate::guard::{Guard, Tracked};
+#[cfg(feature = "http")]
+pub use crate::http::{DrainBody, HttpDrainLayer, HttpDrainService};
 pub use crate::layer::DrainLayer;
 pub use crate::service::DrainService;
 pub use crate::snapshot::Snapshot;

@@ -1,0 +1,146 @@
+//! `ResponseFuture` for HTTP services.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use pin_project_lite::pin_project;
+
+use super::body::DrainBody;
+use super::reject;
+use crate::guard::{CancelOnDrop, Guard};
+
+pin_project! {
+    /// The response future of [`HttpDrainService`](crate::HttpDrainService).
+    ///
+    /// It resolves to the inner response with its body wrapped in [`DrainBody`], which keeps
+    /// the request counted until the body ends; or to the refusal of a draining pool. Dropped
+    /// before it resolves, the request counts as cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, Layer, Service};
+    /// use tower_drain::{http::ResponseFuture, Drain};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let drain = Drain::new();
+    /// let mut service = drain.http_layer().layer(service_fn(|_: Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::from("hi")))
+    /// }));
+    /// let future: ResponseFuture<_> = service.call(Request::new(()));
+    /// let response = future.await.unwrap();
+    /// assert_eq!(drain.in_flight(), 1, "counted until the body ends");
+    /// drop(response);
+    /// # }
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Counted {
+            #[pin]
+            future: F,
+            guard: CancelOnDrop,
+            http1: bool,
+        },
+        Exempt {
+            #[pin]
+            future: F,
+        },
+        Refused {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn counted(future: F, guard: Guard, http1: bool) -> Self {
+        Self {
+            state: State::Counted {
+                future,
+                guard: CancelOnDrop::new(Some(guard)),
+                http1,
+            },
+        }
+    }
+
+    pub(crate) fn exempt(future: F) -> Self {
+        Self {
+            state: State::Exempt { future },
+        }
+    }
+
+    pub(crate) fn refused(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Refused {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+    B::Data: From<Bytes>,
+{
+    type Output = Result<Response<DrainBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Counted {
+                future,
+                guard,
+                http1,
+            } => {
+                // An error ends the request here: the guard is released as completed.
+                let response = ready!(future.poll(cx))?;
+                let guard = guard.take();
+                // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive
+                // clients to reconnect elsewhere.
+                let draining = guard.as_ref().is_some_and(Guard::is_draining);
+                let response = reject::with_connection_close(response, *http1 && draining);
+                Poll::Ready(Ok(response.map(|body| DrainBody::counted(body, guard))))
+            }
+            StateProj::Exempt { future } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(response.map(DrainBody::uncounted)))
+            }
+            StateProj::Refused { response } => {
+                // Polled again after completion: answer with another refusal, not a panic.
+                let response = response.take().unwrap_or_else(|| {
+                    let mut response = Response::new(Bytes::new());
+                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    response
+                });
+                Poll::Ready(Ok(response.map(DrainBody::full)))
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Counted { .. } => "counted",
+            State::Exempt { .. } => "exempt",
+            State::Refused { .. } => "refused",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

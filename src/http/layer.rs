@@ -1,0 +1,205 @@
+//! `HttpDrainLayer` and the settings its services share.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Response};
+use tower_layer::Layer;
+
+use super::service::HttpDrainService;
+use crate::drain::Drain;
+
+/// A refusal hook: builds the response for a request refused while draining.
+pub(crate) type RejectFn = dyn Fn(&Parts) -> Response<Bytes> + Send + Sync;
+/// An exemption test: matching requests are neither counted nor refused.
+pub(crate) type ExemptFn = dyn Fn(&Parts) -> bool + Send + Sync;
+
+/// What every service made by one layer shares, behind one `Arc` so that cloning a service
+/// (hyper-util and axum clone it per request) is one reference-count increment.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) drain: Drain,
+    pub(crate) retry_after: Option<HeaderValue>,
+    pub(crate) reject_with: Option<Arc<RejectFn>>,
+    pub(crate) exempt: Option<Arc<ExemptFn>>,
+}
+
+/// Wraps HTTP services in [`HttpDrainService`]: each request is counted in a [`Drain`]'s pool
+/// until its response body ends, and refused with `503` (gRPC: `UNAVAILABLE`) once the pool
+/// drains.
+///
+/// Made by [`Drain::http_layer`] or [`HttpDrainLayer::new`], then configured with
+/// [`retry_after`](Self::retry_after), [`reject_with`](Self::reject_with) and
+/// [`exempt`](Self::exempt). Clones share one pool.
+///
+/// # Differences from [`DrainLayer`](crate::DrainLayer)
+///
+/// - The request is released when the response body ends, not when the headers are ready,
+///   so a streamed download or a gRPC stream is counted to its last frame.
+/// - The inner service's error type is kept: a refusal is a response, not an error, so the
+///   layer fits axum's `Infallible` services (`Router::layer`, `route_layer`).
+/// - While draining, HTTP/1.x responses carry `Connection: close`, so keep-alive clients move
+///   to another instance. HTTP/2 responses never carry connection headers; there the server's
+///   own graceful shutdown sends `GOAWAY` (wire [`Drain::draining`] into it).
+///
+/// # Examples
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use std::time::Duration;
+/// use tower_drain::Drain;
+///
+/// let drain = Drain::new();
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .route("/healthz", get(|| async { "ok" }))
+///     .layer(
+///         drain
+///             .http_layer()
+///             .retry_after(Duration::from_secs(5))
+///             .exempt(|request| request.uri.path() == "/healthz"),
+///     );
+/// # drop(app);
+/// ```
+#[derive(Clone)]
+pub struct HttpDrainLayer {
+    settings: Arc<Settings>,
+}
+
+impl HttpDrainLayer {
+    /// A layer that counts requests in `drain`'s pool, with no `Retry-After`, the default
+    /// refusals and no exemptions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = tower_drain::HttpDrainLayer::new(tower_drain::Drain::new());
+    /// # drop(layer);
+    /// ```
+    pub fn new(drain: Drain) -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                drain,
+                retry_after: None,
+                reject_with: None,
+                exempt: None,
+            }),
+        }
+    }
+
+    /// Adds `Retry-After: <seconds>` to each refusal, so well-behaved clients come back later
+    /// (or elsewhere). Off by default. Durations are rounded up to whole seconds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let layer = tower_drain::Drain::new().http_layer().retry_after(Duration::from_secs(2));
+    /// # drop(layer);
+    /// ```
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        Arc::make_mut(&mut self.settings).retry_after = Some(HeaderValue::from(seconds));
+        self
+    }
+
+    /// Replaces the default refusal (`503`, or gRPC `UNAVAILABLE`) with the response `reject`
+    /// builds from the refused request's head.
+    ///
+    /// On HTTP/1.x the response still gets `Connection: close`, and `Retry-After` if
+    /// configured and not set by `reject`. The body is sent as given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Response, StatusCode};
+    ///
+    /// let layer = tower_drain::Drain::new().http_layer().reject_with(|_request| {
+    ///     Response::builder()
+    ///         .status(StatusCode::SERVICE_UNAVAILABLE)
+    ///         .header("content-type", "application/json")
+    ///         .body(Bytes::from_static(br#"{"error":"draining"}"#))
+    ///         .unwrap()
+    /// });
+    /// # drop(layer);
+    /// ```
+    pub fn reject_with<F>(mut self, reject: F) -> Self
+    where
+        F: Fn(&Parts) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.settings).reject_with = Some(Arc::new(reject));
+        self
+    }
+
+    /// Exempts requests for which `exempt` returns `true`: they are passed to the inner
+    /// service even while draining and are not counted, so they can never hold a drain open.
+    ///
+    /// Use it for health and readiness checks and drain-status endpoints, which must keep
+    /// answering during a drain and must not count themselves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = tower_drain::Drain::new()
+    ///     .http_layer()
+    ///     .exempt(|request| request.uri.path().starts_with("/health"));
+    /// # drop(layer);
+    /// ```
+    pub fn exempt<F>(mut self, exempt: F) -> Self
+    where
+        F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.settings).exempt = Some(Arc::new(exempt));
+        self
+    }
+}
+
+impl<S> Layer<S> for HttpDrainLayer {
+    type Service = HttpDrainService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpDrainService::from_settings(inner, self.settings.clone())
+    }
+}
+
+impl fmt::Debug for HttpDrainLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.settings.fmt(f)
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpDrainLayer")
+            .field("drain", &self.drain)
+            .field("retry_after", &self.retry_after)
+            .field("reject_with", &self.reject_with.is_some())
+            .field("exempt", &self.exempt.is_some())
+            .finish()
+    }
+}
+
+impl Drain {
+    /// An [`HttpDrainLayer`] that counts every request of the HTTP service it wraps in this
+    /// pool until its response body ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    ///
+    /// let drain = tower_drain::Drain::new();
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .layer(drain.http_layer());
+    /// # drop(app);
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn http_layer(&self) -> HttpDrainLayer {
+        HttpDrainLayer::new(self.clone())
+    }
+}

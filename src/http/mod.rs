@@ -1,0 +1,16 @@
+//! Body-aware draining for HTTP services: axum, hyper and tonic.
+//!
+//! [`HttpDrainLayer`] counts each request until its response *body* ends, refuses new requests
+//! while draining with `503 Service Unavailable` (gRPC: `UNAVAILABLE`), and asks HTTP/1.x
+//! clients to close their connections while the pool drains.
+
+mod body;
+mod future;
+mod layer;
+mod reject;
+mod service;
+
+pub use self::body::DrainBody;
+pub use self::future::ResponseFuture;
+pub use self::layer::HttpDrainLayer;
+pub use self::service::HttpDrainService;

@@ -1,0 +1,65 @@
+//! The responses to requests refused while draining.
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode, Version};
+
+use super::layer::Settings;
+
+/// gRPC's status code `UNAVAILABLE`: clients may retry on another instance.
+const GRPC_UNAVAILABLE: HeaderValue = HeaderValue::from_static("14");
+const GRPC_MESSAGE: HeaderValue = HeaderValue::from_static("service is draining");
+const CLOSE: HeaderValue = HeaderValue::from_static("close");
+
+/// Whether a request speaks HTTP/1.x, where connection headers exist.
+pub(crate) fn is_http1(version: Version) -> bool {
+    matches!(
+        version,
+        Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
+    )
+}
+
+fn is_grpc(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The refusal for `parts`: the layer's hook, or `503` with an empty body, or for gRPC a
+/// trailers-only `UNAVAILABLE`.
+pub(crate) fn refusal(parts: &Parts, settings: &Settings) -> Response<Bytes> {
+    let http1 = is_http1(parts.version);
+    let mut response = if let Some(reject) = &settings.reject_with {
+        reject(parts)
+    } else if is_grpc(parts) {
+        // A trailers-only response: the status travels in the headers of an empty body,
+        // which tonic and grpc-go read as the call's status.
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", GRPC_UNAVAILABLE);
+        headers.insert("grpc-message", GRPC_MESSAGE);
+        return with_connection_close(response, http1);
+    } else {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response
+    };
+    if let Some(retry_after) = &settings.retry_after {
+        response
+            .headers_mut()
+            .entry(RETRY_AFTER)
+            .or_insert_with(|| retry_after.clone());
+    }
+    with_connection_close(response, http1)
+}
+
+/// Adds `Connection: close` on HTTP/1.x; HTTP/2 forbids connection-specific headers.
+pub(crate) fn with_connection_close<B>(mut response: Response<B>, http1: bool) -> Response<B> {
+    if http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(CONNECTION, CLOSE);
+    }
+    response
+}
