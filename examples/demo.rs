@@ -1,66 +1,123 @@
 //! A self-driving demonstration of tower-drain: `cargo run --example demo`.
 //!
-//! A Tower service wrapped in `DrainLayer` takes five slow requests; then the pool starts
-//! draining: a new request is refused at once, the five in flight run to their end, and the
-//! wait for the pool to empty ends only after the last of them.
+//! A real axum server on 127.0.0.1 takes five slow requests from a real HTTP client. Then the
+//! pool starts draining: a new request is refused with `503`, the health check still answers,
+//! the five in flight run to their end (told to close their keep-alive connections), the wait
+//! for the pool to empty ends after the last of them, and the server exits.
 
-use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
-use tower::{service_fn, ServiceBuilder, ServiceExt};
-use tower_drain::{Drain, Rejected};
+use axum::{extract::Path, routing::get, Router};
+use bytes::Bytes;
+use http::header::{CONNECTION, RETRY_AFTER};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower_drain::Drain;
 
 #[tokio::main]
 async fn main() {
     let start = Instant::now();
     let log = move |message: String| println!("[{:>5} ms] {message}", start.elapsed().as_millis());
 
+    // The server: slow handlers, an exempt health check, and the drain layer.
     let drain = Drain::new();
-    let service = ServiceBuilder::new()
-        .layer(drain.layer())
-        .service(service_fn(|id: u64| async move {
-            // A slow handler: request n takes n * 100 ms.
-            tokio::time::sleep(Duration::from_millis(id * 100)).await;
-            Ok::<_, Infallible>(format!("response {id}"))
-        }));
+    let app = Router::new()
+        .route(
+            "/slow/{ms}",
+            get(|Path(ms): Path<u64>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                format!("slept {ms} ms")
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(
+            drain
+                .http_layer()
+                .retry_after(Duration::from_secs(2))
+                .exempt(|request| request.uri.path() == "/healthz"),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The server keeps its listener open while the pool drains, so late clients get a clear
+    // 503 rather than a refused connection, and shuts down once the pool is empty.
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown({
+                let drain = drain.clone();
+                async move {
+                    drain.draining().await;
+                    drain.until_empty().await;
+                }
+            })
+            .into_future(),
+    );
+    log(format!("axum server listening on http://{addr}"));
 
+    // The client: five slow requests over keep-alive HTTP/1.1 connections.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut requests = Vec::new();
-    for id in 1..=5 {
-        let service = service.clone();
-        requests.push(tokio::spawn(async move { service.oneshot(id).await }));
+    for i in 1..=5u64 {
+        let (client, url) = (client.clone(), format!("http://{addr}/slow/{}", i * 100));
+        requests.push(tokio::spawn(async move {
+            let response = client.get(url.parse().unwrap()).await.unwrap();
+            let close = response.headers().contains_key(CONNECTION);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (String::from_utf8_lossy(&body).into_owned(), close)
+        }));
     }
-    tokio::task::yield_now().await;
-    while drain.in_flight() < 5 {
-        tokio::task::yield_now().await;
-    }
+    drain.until(|s| s.in_flight == 5).await;
     log(format!("5 requests in flight: {drain:?}"));
 
     assert!(drain.start_draining());
-    log("draining begins: new work is refused".into());
-    match service.clone().oneshot(6).await {
-        Err(err) if err.is::<Rejected>() => log(format!("request 6 refused: {err}")),
-        other => panic!("request 6 should have been refused, got {other:?}"),
-    }
+    log("draining begins".into());
+
+    let refused = client
+        .get(format!("http://{addr}/slow/1").parse().unwrap())
+        .await
+        .unwrap();
+    log(format!(
+        "a new request is refused: {} (Retry-After: {:?}, Connection: {:?})",
+        refused.status(),
+        refused.headers()[RETRY_AFTER],
+        refused.headers()[CONNECTION],
+    ));
+    let health = client
+        .get(format!("http://{addr}/healthz").parse().unwrap())
+        .await
+        .unwrap();
+    log(format!(
+        "the exempt health check still answers: {}",
+        health.status()
+    ));
 
     let waiter = tokio::spawn({
         let drain = drain.clone();
         async move {
             drain.until_empty().await;
-            log("until_empty() resolved: the pool is empty".into());
+            log("until_empty() resolved: every response is complete".into());
         }
     });
     for request in requests {
-        let response = request.await.expect("request task").expect("response");
+        let (body, close) = request.await.unwrap();
         log(format!(
-            "{response} finished; {} still in flight",
+            "response \"{body}\" complete{}; {} still in flight",
+            if close { " with Connection: close" } else { "" },
             drain.in_flight()
         ));
     }
     waiter.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server exits")
+        .unwrap()
+        .unwrap();
+    log("the server has exited".into());
 
     let s = drain.snapshot();
     println!(
-        "\nstarted {}, completed {}, cancelled {}, rejected {}, in flight {}: the server may exit.",
+        "\nstarted {}, completed {}, cancelled {}, rejected {}, in flight {}: nothing was lost.",
         s.started, s.completed, s.cancelled, s.rejected, s.in_flight
     );
 }

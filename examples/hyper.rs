@@ -1,0 +1,79 @@
+//! A hyper 1 server (HTTP/1.1 and h2c on one port) that drains gracefully on Ctrl-C or
+//! SIGTERM: `cargo run --example hyper`.
+//!
+//! The pool refuses new requests once draining; hyper-util's `GracefulShutdown` closes idle
+//! HTTP/1 connections and sends `GOAWAY` on HTTP/2; the process exits when both the pool and
+//! the connections are done, or when the grace period ends.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tower::{service_fn, ServiceBuilder};
+use tower_drain::Drain;
+
+const GRACE: Duration = Duration::from_secs(30);
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let drain = Drain::new();
+    let service = ServiceBuilder::new()
+        .layer(drain.http_layer())
+        .service(service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello\n"))))
+        }));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    println!(
+        "listening on http://{} (HTTP/1.1 and h2c)",
+        listener.local_addr()?
+    );
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let service = TowerToHyperService::new(service.clone());
+                let connection = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
+                tokio::spawn(graceful.watch(connection));
+            }
+            () = &mut signal => break,
+        }
+    }
+
+    // Refuse new requests, stop accepting, and let open connections finish.
+    drain.start_draining();
+    drop(listener);
+    let connections_closed = graceful.shutdown();
+    let drained = drain.until_empty();
+    match tokio::time::timeout(GRACE, async { tokio::join!(drained, connections_closed) }).await {
+        Ok(_) => println!("drained: {:?}", drain.snapshot()),
+        Err(_) => println!("grace period over, abandoning {}", drain.in_flight()),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.expect("install Ctrl-C handler");
+}
