@@ -106,9 +106,10 @@ where
                 guard,
                 http1,
             } => {
-                // An error ends the request here: the guard is released as completed.
-                let response = ready!(future.poll(cx))?;
+                let result = ready!(future.poll(cx));
+                // Taken before the `?`: an inner error ends the request as completed.
                 let guard = guard.take();
+                let response = result?;
                 // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive
                 // clients to reconnect elsewhere.
                 let draining = guard.as_ref().is_some_and(Guard::is_draining);
