@@ -5,6 +5,9 @@
 //! ones. In-flight requests, streamed bodies included, run to their end, bounded by a grace
 //! period.
 
+#[path = "support/signal.rs"]
+mod signal;
+
 use std::future::IntoFuture;
 use std::time::Duration;
 
@@ -41,7 +44,7 @@ async fn main() -> std::io::Result<()> {
             .into_future(),
     );
 
-    shutdown_signal().await;
+    signal::shutdown_signal().await;
     drain.start_draining();
     println!("draining: {} request(s) in flight", drain.in_flight());
     match tokio::time::timeout(GRACE, drain.until_empty()).await {
@@ -51,19 +54,4 @@ async fn main() -> std::io::Result<()> {
     // Every request is done; give the server a moment to flush and close its connections.
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.expect("install Ctrl-C handler");
 }

@@ -5,6 +5,9 @@
 //! HTTP/1 connections and sends `GOAWAY` on HTTP/2; the process exits when both the pool and
 //! the connections are done, or when the grace period ends.
 
+#[path = "support/signal.rs"]
+mod signal;
+
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -37,8 +40,8 @@ async fn main() -> std::io::Result<()> {
     );
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
+    let shutdown = signal::shutdown_signal();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -47,7 +50,7 @@ async fn main() -> std::io::Result<()> {
                 let connection = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
                 tokio::spawn(graceful.watch(connection));
             }
-            () = &mut signal => break,
+            () = &mut shutdown => break,
         }
     }
 
@@ -61,19 +64,4 @@ async fn main() -> std::io::Result<()> {
         Err(_) => println!("grace period over, abandoning {}", drain.in_flight()),
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.expect("install Ctrl-C handler");
 }

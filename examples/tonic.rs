@@ -5,6 +5,9 @@
 //! (clients retry elsewhere), tonic's graceful shutdown sends `GOAWAY`, and open calls and
 //! streams finish, bounded by a grace period.
 
+#[path = "support/signal.rs"]
+mod signal;
+
 use std::time::Duration;
 
 use tonic::transport::Server;
@@ -30,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .serve_with_shutdown(addr, drain.draining()),
     );
 
-    shutdown_signal().await;
+    signal::shutdown_signal().await;
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
@@ -41,19 +44,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.expect("install Ctrl-C handler");
 }

@@ -2,8 +2,9 @@
 //! client over HTTP/2 on 127.0.0.1. Every wait is bounded by a timeout only a bug can reach.
 #![cfg(feature = "http")]
 
+mod support;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -16,13 +17,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tower::filter::AsyncFilterLayer;
 use tower_drain::Drain;
 
-const LIMIT: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use support::bounded;
 
 struct Grpc {
     drain: Drain,

@@ -2,6 +2,8 @@
 //! curl. Every wait is bounded by a timeout that only a bug can reach.
 #![cfg(feature = "http")]
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,13 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tower_drain::Drain;
 
-const LIMIT: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use support::bounded;
 
 /// A server whose `/slow` handlers wait for `release`, whose `/stream` body is fed by the
 /// test, and whose `/healthz` is exempt. Its graceful shutdown begins when the pool drains

@@ -3,10 +3,11 @@
 //! hyper-util's legacy client. Every wait is bounded by a timeout only a bug can reach.
 #![cfg(feature = "http")]
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Version};
@@ -22,13 +23,7 @@ use tokio::sync::Notify;
 use tower::{service_fn, ServiceBuilder};
 use tower_drain::Drain;
 
-const LIMIT: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use support::bounded;
 
 /// The accept loop of `examples/hyper.rs`: stops accepting when `shutdown` resolves, then
 /// lets hyper-util close every connection gracefully.
