@@ -2,17 +2,19 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify, OnceCell};
 
 use crate::error::Rejected;
 use crate::guard::{Guard, Tracked};
 use crate::layer::DrainLayer;
+use crate::shutdown::{Shutdown, ShutdownReport};
 use crate::slot;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Phase, Snapshot};
 use crate::state::{self, Entry, Exit, Outcome, Reading, State};
+use crate::trace;
 use crate::wait::{Draining, NextEmpty, Until, UntilEmpty};
 
 /// A pool of in-flight work that any number of tasks can wait on.
@@ -267,13 +269,27 @@ impl Drain {
     /// ```
     pub fn start_draining(&self) -> bool {
         let shared = self.shared();
-        let prev = shared.state.start_draining();
+        let prev = {
+            let mut counts = shared.lock_waiters();
+            let prev = shared.state.start_draining();
+            if prev & state::DRAINING == 0 {
+                // While draining, the exit that empties the pool must publish `Drained`: an
+                // internal empty-waiter, registered with the flip under the same lock.
+                shared.add_waiter(&mut counts, WaiterKind::Empty);
+            }
+            prev
+        };
         let began = prev & state::DRAINING == 0;
         if began {
+            trace::info!(
+                in_flight = state::in_flight(prev),
+                "draining: refusing new work"
+            );
             shared.draining.notify_waiters();
             if prev & state::CHANGE_WATCHERS != 0 {
                 shared.changed.notify_waiters();
             }
+            shared.refresh_phase();
         }
         began
     }
@@ -295,12 +311,114 @@ impl Drain {
     /// ```
     pub fn resume(&self) -> bool {
         let shared = self.shared();
-        let prev = shared.state.resume();
+        let (prev, was_unready) = {
+            let mut counts = shared.lock_waiters();
+            let prev = shared.state.resume();
+            if prev & state::DRAINING != 0 {
+                shared.remove_waiter(&mut counts, WaiterKind::Empty);
+            }
+            // Release: pairs with the Acquire load in `phase`.
+            (prev, shared.unready.swap(false, Ordering::AcqRel))
+        };
         let was_draining = prev & state::DRAINING != 0;
         if was_draining && prev & state::CHANGE_WATCHERS != 0 {
             shared.changed.notify_waiters();
         }
+        if was_draining || was_unready {
+            // A later `shutdown()` runs the procedure afresh.
+            *shared.lock_shutdown() = None;
+            trace::info!("serving again");
+            shared.refresh_phase();
+        }
         was_draining
+    }
+
+    /// Marks the pool unready: [`readiness`](Drain::readiness) answers `503` while requests
+    /// are still served. The first step of [`shutdown`](Drain::shutdown);
+    /// [`resume`](Drain::resume) undoes it.
+    pub(crate) fn set_unready(&self) {
+        let shared = self.shared();
+        // AcqRel: pairs with the Acquire load in `phase`.
+        let was_unready = shared.unready.swap(true, Ordering::AcqRel);
+        if !was_unready {
+            trace::info!(in_flight = self.in_flight(), "unready: still serving");
+            shared.refresh_phase();
+        }
+    }
+
+    /// Where the pool is in a graceful shutdown now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let drain = tower_drain::Drain::new();
+    /// assert_eq!(drain.phase(), tower_drain::Phase::Serving);
+    /// drain.start_draining();
+    /// assert_eq!(drain.phase(), tower_drain::Phase::Drained, "draining and empty");
+    /// ```
+    pub fn phase(&self) -> Phase {
+        self.shared().phase()
+    }
+
+    /// A receiver that sees every change of [`phase`](Drain::phase) without polling: to set
+    /// a gRPC health status to `NOT_SERVING` when `Unready` begins, say.
+    ///
+    /// `Drained` is published when the pool empties while draining. A [`guard`](Drain::guard)
+    /// taken while `Drained` makes [`phase`](Drain::phase) `Draining` again at once; the
+    /// receiver sees that at the next change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tower_drain::{Drain, Phase};
+    ///
+    /// let drain = Drain::new();
+    /// let mut phases = drain.watch_phase();
+    /// assert_eq!(*phases.borrow(), Phase::Serving);
+    ///
+    /// drain.start_draining();
+    /// phases.changed().await.unwrap();
+    /// assert_eq!(*phases.borrow_and_update(), Phase::Drained);
+    /// # }
+    /// ```
+    pub fn watch_phase(&self) -> watch::Receiver<Phase> {
+        self.shared().phase_tx.subscribe()
+    }
+
+    /// A graceful shutdown in one call: report unready, then refuse new work, then wait for
+    /// what is in flight, at most for a grace period. Await it (or `.into_future()` it) for a
+    /// [`ShutdownReport`].
+    ///
+    /// See [`Shutdown`] for the steps, the options and what happens at the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let report = drain
+    ///     .shutdown()
+    ///     .unready_for(Duration::from_secs(5))
+    ///     .grace(Duration::from_secs(30))
+    ///     .await;
+    /// assert!(!report.timed_out());
+    /// # }
+    /// ```
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown::new(self.clone())
+    }
+
+    /// The shutdown in progress or finished since the last `resume`, shared by every caller.
+    pub(crate) fn shutdown_cell(&self) -> Arc<OnceCell<ShutdownReport>> {
+        self.shared()
+            .lock_shutdown()
+            .get_or_insert_with(Default::default)
+            .clone()
     }
 
     /// Waits until the pool is empty: ready at once if it is empty now, otherwise the next time
@@ -483,6 +601,12 @@ pub(crate) struct Shared {
     pub(crate) changed: Notify,
     /// Woken when draining begins.
     pub(crate) draining: Notify,
+    /// Set from `Unready` until `resume`: the readiness check answers `503`.
+    unready: AtomicBool,
+    /// The phase as last published to `watch_phase` receivers.
+    phase_tx: watch::Sender<Phase>,
+    /// The shutdown procedure in progress or done, so every `shutdown()` shares one outcome.
+    shutdown: Mutex<Option<Arc<OnceCell<ShutdownReport>>>>,
 }
 
 /// Which kind of waiter registers, and so which flag it needs.
@@ -501,6 +625,9 @@ impl Shared {
             emptied: Notify::new(),
             changed: Notify::new(),
             draining: Notify::new(),
+            unready: AtomicBool::new(false),
+            phase_tx: watch::Sender::new(Phase::Serving),
+            shutdown: Mutex::new(None),
         }
     }
 
@@ -509,18 +636,37 @@ impl Shared {
         self.state.reset();
         // Relaxed: handed to the next owner through the slot list's mutex.
         self.emptied_at.store(0, Ordering::Relaxed);
-        debug_assert!(matches!(
-            *self.lock_waiters(),
-            WaiterCounts {
-                empty: 0,
-                change: 0
-            }
-        ));
+        self.unready.store(false, Ordering::Relaxed);
+        // A pool dropped while draining still counts its internal empty-waiter.
+        *self.lock_waiters() = WaiterCounts::default();
+        *self.lock_shutdown() = None;
+        self.phase_tx.send_replace(Phase::Serving);
     }
 
     fn lock_waiters(&self) -> MutexGuard<'_, WaiterCounts> {
         // No user code runs under this lock, so a poisoned lock still holds consistent counts.
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_shutdown(&self) -> MutexGuard<'_, Option<Arc<OnceCell<ShutdownReport>>>> {
+        // No user code runs under this lock either.
+        self.shutdown.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        // Acquire: pairs with the AcqRel swaps in `set_unready` and `resume`.
+        Phase::of(self.state.load(), self.unready.load(Ordering::Acquire))
+    }
+
+    /// Publishes the current phase to `watch_phase` receivers if it changed. It reads the
+    /// phase inside the channel's lock, so racing publishers can never leave a stale one.
+    fn refresh_phase(&self) {
+        self.phase_tx.send_if_modified(|published| {
+            let now = self.phase();
+            let changed = *published != now;
+            *published = now;
+            changed
+        });
     }
 
     /// Takes one request out of the pool and carries out what its exit requires.
@@ -540,6 +686,8 @@ impl Shared {
             self.emptied_at.fetch_max(at, Ordering::Release);
             // After the publication, so a waiter that checks before it is woken by it.
             self.emptied.notify_waiters();
+            // Draining pools register an empty-waiter, so this is where `Drained` begins.
+            self.refresh_phase();
         }
         if exit.changed {
             self.changed.notify_waiters();
@@ -559,11 +707,7 @@ impl Shared {
     /// that point sees the waiter's flag, and every exit before it is in the reading.
     pub(crate) fn register(&self, kind: WaiterKind) -> Reading {
         let mut counts = self.lock_waiters();
-        let (count, flag) = counts.slot(kind);
-        *count += 1;
-        if *count == 1 {
-            self.state.set_flag(flag, true);
-        }
+        self.add_waiter(&mut counts, kind);
         // A load after the flag is set (by us or, under this lock, by an earlier waiter).
         self.state.read()
     }
@@ -571,8 +715,20 @@ impl Shared {
     /// Undoes one `register`.
     pub(crate) fn deregister(&self, kind: WaiterKind) {
         let mut counts = self.lock_waiters();
+        self.remove_waiter(&mut counts, kind);
+    }
+
+    fn add_waiter(&self, counts: &mut WaiterCounts, kind: WaiterKind) {
         let (count, flag) = counts.slot(kind);
-        debug_assert!(*count > 0, "deregistering a waiter that is not registered");
+        *count += 1;
+        if *count == 1 {
+            self.state.set_flag(flag, true);
+        }
+    }
+
+    fn remove_waiter(&self, counts: &mut WaiterCounts, kind: WaiterKind) {
+        let (count, flag) = counts.slot(kind);
+        debug_assert!(*count > 0, "removing a waiter that is not registered");
         *count -= 1;
         if *count == 0 {
             self.state.set_flag(flag, false);

@@ -17,9 +17,14 @@ mod guard;
 pub mod http;
 mod layer;
 mod service;
+mod shutdown;
+#[cfg(feature = "signal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+pub mod signal;
 mod slot;
 mod snapshot;
 mod state;
+mod trace;
 mod wait;
 
 #[cfg(all(test, loom))]
@@ -30,10 +35,11 @@ pub use crate::error::Rejected;
 pub use crate::future::ResponseFuture;
 pub use crate::guard::{Guard, Tracked};
 #[cfg(feature = "http")]
-pub use crate::http::{DrainBody, HttpDrainLayer, HttpDrainService};
+pub use crate::http::{DrainBody, HttpDrainLayer, HttpDrainService, Readiness};
 pub use crate::layer::DrainLayer;
 pub use crate::service::DrainService;
-pub use crate::snapshot::Snapshot;
+pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};
+pub use crate::snapshot::{Phase, Snapshot};
 pub use crate::wait::{Draining, NextEmpty, Until, UntilEmpty};
 
 /// The boxed error type of [`DrainService`], as in tower.

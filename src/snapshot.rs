@@ -1,4 +1,4 @@
-//! `Snapshot`: the pool's counters at one moment.
+//! `Snapshot` and `Phase`: the pool's counters and its place in a shutdown.
 
 use crate::state::{self, Reading};
 
@@ -59,5 +59,75 @@ impl Snapshot {
             rejected: reading.refused,
             draining: reading.word & state::DRAINING != 0,
         }
+    }
+}
+
+/// Where a pool is in a graceful shutdown, from [`Drain::phase`](crate::Drain::phase).
+///
+/// `Serving` → `Unready` (still serving, but the readiness check answers `503` so load
+/// balancers stop sending) → `Draining` (new work refused, in-flight work finishing) →
+/// `Drained` (draining and empty). [`Drain::resume`](crate::Drain::resume) returns to `Serving`
+/// from any phase.
+///
+/// # Examples
+///
+/// ```
+/// use tower_drain::{Drain, Phase};
+///
+/// let drain = Drain::new();
+/// assert_eq!(drain.phase(), Phase::Serving);
+/// let guard = drain.guard();
+/// drain.start_draining();
+/// assert_eq!(drain.phase(), Phase::Draining);
+/// drop(guard);
+/// assert_eq!(drain.phase(), Phase::Drained);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Accepting work, and ready.
+    Serving,
+    /// Accepting work, but reporting unready so that load balancers move traffic away.
+    Unready,
+    /// Refusing new work while in-flight work finishes.
+    Draining,
+    /// Draining, and nothing is in flight.
+    Drained,
+}
+
+impl Phase {
+    pub(crate) fn of(word: u64, unready: bool) -> Self {
+        if word & state::DRAINING != 0 {
+            if state::in_flight(word) == 0 {
+                Phase::Drained
+            } else {
+                Phase::Draining
+            }
+        } else if unready {
+            Phase::Unready
+        } else {
+            Phase::Serving
+        }
+    }
+
+    /// The phase's name in lowercase, as the readiness check and events print it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tower_drain::Phase::Draining.as_str(), "draining");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Serving => "serving",
+            Phase::Unready => "unready",
+            Phase::Draining => "draining",
+            Phase::Drained => "drained",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -7,10 +7,12 @@
 mod body;
 mod future;
 mod layer;
+mod readiness;
 mod reject;
 mod service;
 
 pub use self::body::DrainBody;
 pub use self::future::ResponseFuture;
 pub use self::layer::HttpDrainLayer;
+pub use self::readiness::Readiness;
 pub use self::service::HttpDrainService;

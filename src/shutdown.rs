@@ -1,0 +1,322 @@
+//! `Shutdown`: the whole graceful-shutdown procedure in one call, and its `ShutdownReport`.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::drain::Drain;
+use crate::trace;
+
+/// How often a shutdown reports its progress by default.
+const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// A graceful shutdown, ready to run: made by [`Drain::shutdown`], configured with
+/// [`unready_for`](Self::unready_for), [`grace`](Self::grace) and
+/// [`progress_every`](Self::progress_every), and run by awaiting it.
+///
+/// The steps:
+///
+/// 1. **Unready** for `unready_for` (default zero): requests are still served, but
+///    [`Drain::readiness`] answers `503`, so load balancers and Kubernetes stop sending new
+///    traffic while the instance still handles what arrives meanwhile.
+/// 2. **Draining**: new work is refused ([`Drain::start_draining`]), and
+///    [`Drain::draining`] resolves, so the server's own graceful shutdown (closing idle
+///    connections, `GOAWAY` on HTTP/2) begins now and not earlier.
+/// 3. **Wait** until nothing is in flight, or until `grace` has passed since draining began
+///    (default: no limit). With the `tracing` feature, an event every `progress_every` says
+///    how many requests remain.
+///
+/// The result is a [`ShutdownReport`]. Every call of [`Drain::shutdown`] on the same pool,
+/// concurrent or later, shares one run and sees the same report, until
+/// [`Drain::resume`] starts a new cycle.
+///
+/// # At the deadline
+///
+/// The report says how many requests were abandoned; the caller then exits and the runtime
+/// drops them: each is counted as cancelled, nothing panics and nothing hangs. Do not wait for
+/// the server's own graceful future without a bound, since it waits for those same stragglers:
+/// take the report, then give the server a moment to flush what was written and close.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # async fn run(server: tokio::task::JoinHandle<()>) {
+/// let drain = tower_drain::Drain::new();
+/// // ... `server` serves with `with_graceful_shutdown(drain.draining())` ...
+/// let report = drain
+///     .shutdown()
+///     .unready_for(Duration::from_secs(5))
+///     .grace(Duration::from_secs(30))
+///     .await;
+/// eprintln!("{report}");
+/// let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+/// # }
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let drain = tower_drain::Drain::new();
+/// let stuck = drain.guard(); // a request that never finishes
+///
+/// let report = drain
+///     .shutdown()
+///     .unready_for(Duration::from_secs(5))
+///     .grace(Duration::from_secs(30))
+///     .await;
+/// assert!(report.timed_out());
+/// assert_eq!(report.still_in_flight, 1);
+/// assert_eq!(report.elapsed, Duration::from_secs(35));
+/// # drop(stuck);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a shutdown does nothing until it is awaited"]
+pub struct Shutdown {
+    drain: Drain,
+    unready_for: Duration,
+    grace: Option<Duration>,
+    progress_every: Duration,
+}
+
+impl Shutdown {
+    pub(crate) fn new(drain: Drain) -> Self {
+        Self {
+            drain,
+            unready_for: Duration::ZERO,
+            grace: None,
+            progress_every: DEFAULT_PROGRESS_EVERY,
+        }
+    }
+
+    /// Reports unready for `period` before refusing work. Default: zero.
+    ///
+    /// Make it longer than your load balancer takes to notice a failing readiness check
+    /// (for Kubernetes, `periodSeconds * failureThreshold` of the readiness probe).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let shutdown = tower_drain::Drain::new().shutdown().unready_for(Duration::from_secs(5));
+    /// # drop(shutdown);
+    /// ```
+    pub fn unready_for(mut self, period: Duration) -> Self {
+        self.unready_for = period;
+        self
+    }
+
+    /// Waits at most `period` after draining begins. Default: no limit. A zero grace returns
+    /// at once with whatever is still in flight; `Duration::MAX` is no limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let shutdown = tower_drain::Drain::new().shutdown().grace(Duration::from_secs(30));
+    /// # drop(shutdown);
+    /// ```
+    pub fn grace(mut self, period: Duration) -> Self {
+        self.grace = Some(period);
+        self
+    }
+
+    /// How often to report progress while draining (with the `tracing` feature). Default:
+    /// one second. Zero turns progress events off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let shutdown = tower_drain::Drain::new().shutdown().progress_every(Duration::from_secs(5));
+    /// # drop(shutdown);
+    /// ```
+    pub fn progress_every(mut self, period: Duration) -> Self {
+        self.progress_every = period;
+        self
+    }
+
+    async fn run(self) -> ShutdownReport {
+        let cell = self.drain.shutdown_cell();
+        cell.get_or_init(|| self.procedure()).await.clone()
+    }
+
+    async fn procedure(self) -> ShutdownReport {
+        let drain = &self.drain;
+        let start = Instant::now();
+        let before = drain.snapshot();
+
+        drain.set_unready();
+        if !self.unready_for.is_zero() {
+            tokio::time::sleep(self.unready_for).await;
+        }
+
+        drain.start_draining();
+        // `None` when the deadline is beyond what `Instant` can represent: no limit.
+        let deadline = self
+            .grace
+            .and_then(|grace| Instant::now().checked_add(grace));
+        let mut empty = std::pin::pin!(drain.until_empty());
+        let mut deadline = std::pin::pin!(deadline.map(tokio::time::sleep_until));
+        let mut progress = (!self.progress_every.is_zero()).then(|| {
+            tokio::time::interval_at(Instant::now() + self.progress_every, self.progress_every)
+        });
+        let timed_out = std::future::poll_fn(|cx| {
+            if empty.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            if let Some(deadline) = deadline.as_mut().as_pin_mut() {
+                if deadline.poll(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+            }
+            if let Some(progress) = &mut progress {
+                while progress.poll_tick(cx).is_ready() {
+                    trace::info!(
+                        in_flight = drain.in_flight(),
+                        "draining: requests in flight"
+                    );
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+
+        let after = drain.snapshot();
+        let report = ShutdownReport {
+            completed: after.completed - before.completed,
+            still_in_flight: if timed_out { after.in_flight } else { 0 },
+            rejected: after.rejected - before.rejected,
+            elapsed: start.elapsed(),
+            timed_out,
+        };
+        if timed_out {
+            trace::warning!(
+                abandoned = report.still_in_flight,
+                "grace period over: {report}"
+            );
+        } else {
+            trace::info!("drained: {report}");
+        }
+        report
+    }
+}
+
+impl IntoFuture for Shutdown {
+    type Output = ShutdownReport;
+    type IntoFuture = ShutdownFuture;
+
+    fn into_future(self) -> ShutdownFuture {
+        ShutdownFuture {
+            inner: Box::pin(self.run()),
+        }
+    }
+}
+
+/// The future of a [`Shutdown`]: resolves to its [`ShutdownReport`].
+///
+/// It is `Send + 'static`, so it can be spawned. Dropping it before it completes leaves the
+/// pool where the procedure had got to (unready or draining); another `shutdown()` picks up
+/// from there.
+///
+/// # Examples
+///
+/// ```
+/// use std::future::IntoFuture;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let drain = tower_drain::Drain::new();
+/// let task = tokio::spawn(drain.shutdown().into_future());
+/// let report = task.await.unwrap();
+/// assert_eq!(report.completed, 0);
+/// # }
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct ShutdownFuture {
+    // One allocation per shutdown, not per request: it keeps the async procedure nameable.
+    inner: Pin<Box<dyn Future<Output = ShutdownReport> + Send>>,
+}
+
+impl Future for ShutdownFuture {
+    type Output = ShutdownReport;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShutdownReport> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ShutdownFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownFuture").finish_non_exhaustive()
+    }
+}
+
+/// What a [`Shutdown`] did.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let drain = tower_drain::Drain::new();
+/// let report = drain.shutdown().await;
+/// assert_eq!(report.to_string(), "drained in 0.000s: 0 completed, 0 rejected");
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Requests that finished during the shutdown.
+    pub completed: u64,
+    /// Requests still in flight at the deadline, abandoned.
+    pub still_in_flight: usize,
+    /// Requests refused during the shutdown.
+    pub rejected: u64,
+    /// How long the shutdown took, the unready period included.
+    pub elapsed: Duration,
+    timed_out: bool,
+}
+
+impl ShutdownReport {
+    /// Whether the grace period ended with requests still in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let report = tower_drain::Drain::new().shutdown().await;
+    /// assert!(!report.timed_out());
+    /// # }
+    /// ```
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.elapsed.as_secs_f64();
+        if self.timed_out {
+            write!(
+                f,
+                "grace period over after {seconds:.3}s: {} completed, {} rejected, {} abandoned",
+                self.completed, self.rejected, self.still_in_flight
+            )
+        } else {
+            write!(
+                f,
+                "drained in {seconds:.3}s: {} completed, {} rejected",
+                self.completed, self.rejected
+            )
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Events, when the `tracing` feature is on; nothing at all when it is off.
+
+macro_rules! info {
+    ($($arg:tt)*) => {
+        #[cfg(feature = "tracing")]
+        ::tracing::info!(target: "tower_drain", $($arg)*);
+    };
+}
+
+macro_rules! warning {
+    ($($arg:tt)*) => {
+        #[cfg(feature = "tracing")]
+        ::tracing::warn!(target: "tower_drain", $($arg)*);
+    };
+}
+
+pub(crate) use {info, warning};
