@@ -1,9 +1,10 @@
 //! An axum server that drains gracefully on Ctrl-C or SIGTERM: `cargo run --example axum`.
 //!
-//! On the signal the pool starts draining: new requests get `503`, and axum's graceful
-//! shutdown (triggered by `drain.draining()`) stops accepting connections and closes idle
-//! ones. In-flight requests, streamed bodies included, run to their end, bounded by a grace
-//! period.
+//! On the signal, `/ready` turns `503` for `UNREADY` while requests are still served (the load
+//! balancer moves traffic away); then the pool drains: new requests get `503`, and axum's
+//! graceful shutdown (triggered by `drain.draining()`) stops accepting connections and closes
+//! idle ones. In-flight requests, streamed bodies included, run to their end, bounded by a
+//! grace period, and the shutdown report is printed.
 
 #[path = "support/signal.rs"]
 mod signal;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use axum::{routing::get, Router};
 use tower_drain::Drain;
 
+const UNREADY: Duration = Duration::from_secs(5);
 const GRACE: Duration = Duration::from_secs(30);
 
 #[tokio::main]
@@ -34,7 +36,9 @@ async fn main() -> std::io::Result<()> {
                 .http_layer()
                 .retry_after(Duration::from_secs(1))
                 .exempt(|request| request.uri.path() == "/healthz"),
-        );
+        )
+        // After the layer, so never refused: the load balancer's readiness check.
+        .route_service("/ready", drain.readiness());
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -45,13 +49,9 @@ async fn main() -> std::io::Result<()> {
     );
 
     signal::shutdown_signal().await;
-    drain.start_draining();
-    println!("draining: {} request(s) in flight", drain.in_flight());
-    match tokio::time::timeout(GRACE, drain.until_empty()).await {
-        Ok(()) => println!("drained: {:?}", drain.snapshot()),
-        Err(_) => println!("grace period over, abandoning {}", drain.in_flight()),
-    }
-    // Every request is done; give the server a moment to flush and close its connections.
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let report = drain.shutdown().unready_for(UNREADY).grace(GRACE).await;
+    println!("{report}");
+    // Every request is done or abandoned; give the server a moment to flush and close.
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     Ok(())
 }

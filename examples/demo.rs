@@ -1,9 +1,10 @@
 //! A self-driving demonstration of tower-drain: `cargo run --example demo`.
 //!
-//! A real axum server on 127.0.0.1 takes five slow requests from a real HTTP client. Then the
-//! pool starts draining: a new request is refused with `503`, the health check still answers,
-//! the five in flight run to their end (told to close their keep-alive connections), the wait
-//! for the pool to empty ends after the last of them, and the server exits.
+//! A real axum server on 127.0.0.1 takes five slow requests from a real HTTP client. Then a
+//! graceful shutdown runs: first the readiness check turns `503` while requests are still
+//! served; then the pool drains: a new request is refused with `503`, the health check still
+//! answers, the five in flight run to their end (told to close their keep-alive connections),
+//! the shutdown reports, and the server exits.
 
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use http::header::{CONNECTION, RETRY_AFTER};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower_drain::Drain;
+use tower_drain::{Drain, Phase};
 
 #[tokio::main]
 async fn main() {
@@ -37,7 +38,9 @@ async fn main() {
                 .http_layer()
                 .retry_after(Duration::from_secs(2))
                 .exempt(|request| request.uri.path() == "/healthz"),
-        );
+        )
+        // Added after the layer: never refused, never counted.
+        .route_service("/ready", drain.readiness());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // The server keeps its listener open while the pool drains, so late clients get a clear
@@ -70,8 +73,30 @@ async fn main() {
     drain.until(|s| s.in_flight == 5).await;
     log(format!("5 requests in flight: {drain:?}"));
 
-    assert!(drain.start_draining());
-    log("draining begins".into());
+    let shutdown = tokio::spawn(
+        drain
+            .shutdown()
+            .unready_for(Duration::from_millis(50))
+            .grace(Duration::from_secs(5))
+            .into_future(),
+    );
+    let mut phases = drain.watch_phase();
+    phases.wait_for(|p| *p == Phase::Unready).await.unwrap();
+    let ready = client
+        .get(format!("http://{addr}/ready").parse().unwrap())
+        .await
+        .unwrap();
+    let served = client
+        .get(format!("http://{addr}/slow/1").parse().unwrap())
+        .await
+        .unwrap();
+    log(format!(
+        "shutdown begins, phase unready: /ready answers {}, a new request is still served: {}",
+        ready.status(),
+        served.status()
+    ));
+    phases.wait_for(|p| *p == Phase::Draining).await.unwrap();
+    log("phase draining: new work is refused".into());
 
     let refused = client
         .get(format!("http://{addr}/slow/1").parse().unwrap())
@@ -108,6 +133,8 @@ async fn main() {
         ));
     }
     waiter.await.unwrap();
+    let report = shutdown.await.unwrap();
+    log(format!("shutdown report: {report}"));
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("the server exits")

@@ -9,6 +9,7 @@
 mod signal;
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,14 +55,13 @@ async fn main() -> std::io::Result<()> {
         }
     }
 
-    // Refuse new requests, stop accepting, and let open connections finish.
-    drain.start_draining();
+    // Refuse new requests (the pool), stop accepting, let open connections finish (hyper).
     drop(listener);
-    let connections_closed = graceful.shutdown();
-    let drained = drain.until_empty();
-    match tokio::time::timeout(GRACE, async { tokio::join!(drained, connections_closed) }).await {
-        Ok(_) => println!("drained: {:?}", drain.snapshot()),
-        Err(_) => println!("grace period over, abandoning {}", drain.in_flight()),
-    }
+    let report = drain.shutdown().grace(GRACE);
+    let (report, connections) = tokio::join!(
+        report.into_future(),
+        tokio::time::timeout(GRACE, graceful.shutdown())
+    );
+    println!("{report}; connections closed: {}", connections.is_ok());
     Ok(())
 }
