@@ -327,7 +327,6 @@ impl Drain {
         if was_draining || was_unready {
             // A later `shutdown()` runs the procedure afresh.
             *shared.lock_shutdown() = None;
-            trace::info!("serving again");
             shared.refresh_phase();
         }
         was_draining
@@ -341,7 +340,6 @@ impl Drain {
         // AcqRel: pairs with the Acquire load in `phase`.
         let was_unready = shared.unready.swap(true, Ordering::AcqRel);
         if !was_unready {
-            trace::info!(in_flight = self.in_flight(), "unready: still serving");
             shared.refresh_phase();
         }
     }
@@ -661,12 +659,20 @@ impl Shared {
     /// Publishes the current phase to `watch_phase` receivers if it changed. It reads the
     /// phase inside the channel's lock, so racing publishers can never leave a stale one.
     fn refresh_phase(&self) {
-        self.phase_tx.send_if_modified(|published| {
-            let now = self.phase();
+        let mut now = Phase::Serving;
+        let changed = self.phase_tx.send_if_modified(|published| {
+            now = self.phase();
             let changed = *published != now;
             *published = now;
             changed
         });
+        if changed {
+            trace::info!(
+                phase = now.as_str(),
+                in_flight = state::in_flight(self.state.load()),
+                "phase changed"
+            );
+        }
     }
 
     /// Takes one request out of the pool and carries out what its exit requires.
