@@ -296,7 +296,11 @@ impl Drain {
 
     /// Ends draining, so the pool accepts new work again. Returns `true` if it was draining.
     ///
-    /// Waiters are not disturbed: an [`until_empty`](Drain::until_empty) waiter still waits for
+    /// From any [`Phase`] it returns to [`Phase::Serving`]: from `Unready` the readiness check
+    /// answers `200` again; from `Draining` new work is admitted while what was in flight
+    /// goes on; from `Drained` the pool simply reopens. A later [`shutdown`](Drain::shutdown)
+    /// runs the whole procedure afresh; one still running completes when the pool next empties
+    /// or its deadline passes. Waiters are not disturbed: an [`until_empty`](Drain::until_empty) waiter still waits for
     /// the pool to empty, now with new work allowed in.
     ///
     /// # Examples
