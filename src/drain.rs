@@ -87,6 +87,7 @@ impl Drain {
         }
     }
 
+    #[inline]
     pub(crate) fn shared(&self) -> &'static Shared {
         self.handle.shared
     }
@@ -164,9 +165,19 @@ impl Drain {
     /// drop(guard);
     /// assert_eq!(drain.in_flight(), 0);
     /// ```
+    #[inline]
     pub fn guard(&self) -> Guard {
         let shared = self.shared();
         match shared.state.enter() {
+            Entry::Admitted => Guard::new(shared),
+            entry => Self::guard_slow(shared, entry),
+        }
+    }
+
+    /// `guard` when someone must hear of the entry, or the pool is full.
+    #[cold]
+    fn guard_slow(shared: &'static Shared, entry: Entry) -> Guard {
+        match entry {
             Entry::Admitted => Guard::new(shared),
             Entry::AdmittedChanged => {
                 shared.changed.notify_waiters();
@@ -206,9 +217,19 @@ impl Drain {
     /// ```
     ///
     /// [`start_draining`]: Drain::start_draining
+    #[inline]
     pub fn try_guard(&self) -> Result<Guard, Rejected> {
         let shared = self.shared();
         match shared.state.try_enter() {
+            Entry::Admitted => Ok(Guard::new(shared)),
+            entry => Self::try_guard_slow(shared, entry),
+        }
+    }
+
+    /// `try_guard` when someone must hear of the entry, or it is refused.
+    #[cold]
+    fn try_guard_slow(shared: &'static Shared, entry: Entry) -> Result<Guard, Rejected> {
+        match entry {
             Entry::Admitted => Ok(Guard::new(shared)),
             Entry::AdmittedChanged => {
                 shared.changed.notify_waiters();

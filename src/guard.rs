@@ -43,11 +43,13 @@ pub struct Guard {
 
 impl Guard {
     /// Wraps a slot that `State::enter`/`try_enter` has already counted.
+    #[inline]
     pub(crate) fn new(shared: &'static Shared) -> Self {
         Self { shared }
     }
 
     /// Leaves the pool with `outcome` rather than as completed.
+    #[cold]
     pub(crate) fn release(self, outcome: Outcome) {
         let shared = self.shared;
         // The guard's own `Drop` would count a completion; this one is counted instead.
@@ -57,6 +59,7 @@ impl Guard {
 
     /// Whether the guard's pool is draining now.
     #[cfg(feature = "http")]
+    #[inline]
     pub(crate) fn is_draining(&self) -> bool {
         self.shared.state.load() & crate::state::DRAINING != 0
     }
@@ -71,6 +74,7 @@ pub(crate) struct CancelOnDrop {
 }
 
 impl CancelOnDrop {
+    #[inline]
     pub(crate) fn new(guard: Option<Guard>) -> Self {
         Self { guard }
     }
@@ -79,12 +83,14 @@ impl CancelOnDrop {
         self.guard.as_ref()
     }
 
+    #[inline]
     pub(crate) fn take(&mut self) -> Option<Guard> {
         self.guard.take()
     }
 }
 
 impl Drop for CancelOnDrop {
+    #[inline]
     fn drop(&mut self) {
         if let Some(guard) = self.guard.take() {
             guard.release(Outcome::Cancelled);

@@ -320,6 +320,7 @@ impl State {
     }
 
     /// The word alone, for the cheap queries.
+    #[inline]
     pub(crate) fn load(&self) -> u64 {
         // Acquire: pairs with the Release exits, so requests seen gone have finished.
         self.word.load(Ordering::Acquire)

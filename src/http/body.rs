@@ -65,6 +65,7 @@ pin_project! {
 }
 
 impl<B: Body> DrainBody<B> {
+    #[inline]
     pub(crate) fn counted(body: B, guard: Option<Guard>) -> Self {
         // A server never polls a body that is already at its end (an empty body): the response
         // head is the whole response, so the request is complete now.

@@ -66,6 +66,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn counted(future: F, guard: Guard, http1: bool) -> Self {
         Self {
             state: State::Counted {
@@ -99,6 +100,7 @@ where
 {
     type Output = Result<Response<DrainBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Counted {
@@ -109,28 +111,35 @@ where
                 let result = ready!(future.poll(cx));
                 // Taken before the `?`: an inner error ends the request as completed.
                 let guard = guard.take();
-                let response = result?;
+                let mut response = result?;
                 // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive
                 // clients to reconnect elsewhere.
-                let draining = guard.as_ref().is_some_and(Guard::is_draining);
-                let response = reject::with_connection_close(response, *http1 && draining);
+                if *http1 && guard.as_ref().is_some_and(Guard::is_draining) {
+                    reject::add_connection_close(&mut response, true);
+                }
                 Poll::Ready(Ok(response.map(|body| DrainBody::counted(body, guard))))
             }
             StateProj::Exempt { future } => {
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(DrainBody::uncounted)))
             }
-            StateProj::Refused { response } => {
-                // Polled again after completion: answer with another refusal, not a panic.
-                let response = response.take().unwrap_or_else(|| {
-                    let mut response = Response::new(Bytes::new());
-                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-                    response
-                });
-                Poll::Ready(Ok(response.map(DrainBody::full)))
-            }
+            StateProj::Refused { response } => Poll::Ready(Ok(refusal(response))),
         }
     }
+}
+
+/// The refusal's response, out of line: keeping the rare path out of `poll` lets the compiler
+/// inline the common one into the server's future and avoid copying the response around.
+#[cold]
+#[inline(never)]
+fn refusal<B>(response: &mut Option<Response<Bytes>>) -> Response<DrainBody<B>> {
+    // Polled again after completion: answer with another refusal, not a panic.
+    let response = response.take().unwrap_or_else(|| {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        response
+    });
+    response.map(DrainBody::full)
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {

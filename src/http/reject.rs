@@ -41,7 +41,8 @@ pub(crate) fn refusal(parts: &Parts, settings: &Settings) -> Response<Bytes> {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert("grpc-status", GRPC_UNAVAILABLE);
         headers.insert("grpc-message", GRPC_MESSAGE);
-        return with_connection_close(response, http1);
+        add_connection_close(&mut response, http1);
+        return response;
     } else {
         let mut response = Response::new(Bytes::new());
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -53,13 +54,16 @@ pub(crate) fn refusal(parts: &Parts, settings: &Settings) -> Response<Bytes> {
             .entry(RETRY_AFTER)
             .or_insert_with(|| retry_after.clone());
     }
-    with_connection_close(response, http1)
+    add_connection_close(&mut response, http1);
+    response
 }
 
 /// Adds `Connection: close` on HTTP/1.x; HTTP/2 forbids connection-specific headers.
-pub(crate) fn with_connection_close<B>(mut response: Response<B>, http1: bool) -> Response<B> {
+///
+/// It takes the response by reference so that the common case, nothing to add, moves nothing.
+#[inline]
+pub(crate) fn add_connection_close<B>(response: &mut Response<B>, http1: bool) {
     if http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
         response.headers_mut().insert(CONNECTION, CLOSE);
     }
-    response
 }

@@ -82,6 +82,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let settings = &*self.settings;
         let request = match &settings.exempt {
@@ -99,10 +100,15 @@ where
         let http1 = reject::is_http1(request.version());
         match settings.drain.try_guard() {
             Ok(guard) => ResponseFuture::counted(self.inner.call(request), guard, http1),
-            Err(_) => {
-                let (parts, _body) = request.into_parts();
-                ResponseFuture::refused(reject::refusal(&parts, settings))
-            }
+            Err(_) => refuse(request, settings),
         }
     }
+}
+
+/// Out of line, so the refusal's code stays off the admitted request's path.
+#[cold]
+#[inline(never)]
+fn refuse<ReqBody, F>(request: Request<ReqBody>, settings: &Settings) -> ResponseFuture<F> {
+    let (parts, _body) = request.into_parts();
+    ResponseFuture::refused(reject::refusal(&parts, settings))
 }

@@ -1,0 +1,421 @@
+//! Per-request overhead of tower-drain against the physical limit and its peers, measured in
+//! one run: `cargo bench --bench overhead`, then `scripts/bench-report` for the ratio table.
+//!
+//! Every variant wraps the same always-ready inner service and is driven the same way:
+//! `poll_ready`, `call`, poll the response future (and, for HTTP, the body to its end) with a
+//! no-op waker, so no runtime or allocator noise enters the measurement.
+//!
+//! - `bare`: no layer.
+//! - `floor`: two atomic read-modify-writes on a `&'static AtomicUsize`, no reference
+//!   counting: the least any counting layer can do.
+//! - `ideal`: a hand-written guard, `Arc<AtomicUsize>` incremented on call and decremented
+//!   when the future (or body) completes, with a `Notify` only when it reaches zero while
+//!   someone waits.
+//! - `drain_layer` / `http_drain_layer`: tower-drain.
+//! - peers: tokio-util `TaskTracker::track_future`, linkerd `drain` (`Retain`, as its docs
+//!   suggest), tower `ConcurrencyLimit` with a huge limit, tower-http `InFlightRequests`.
+//!
+//! `contended/*` runs two threads, each on its own clone of the service, sharing one pool.
+
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tokio::sync::Notify;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::{service_fn, Layer, Service};
+use tower_drain::Drain;
+
+mod support;
+use support::{cx, poll_now};
+
+/// One request through `service`: ready, call, response.
+#[inline]
+fn one<S: Service<u64, Response = u64>>(service: &mut S, i: u64) -> u64
+where
+    S::Error: std::fmt::Debug,
+{
+    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).unwrap();
+    poll_now(service.call(i)).unwrap()
+}
+
+/// One HTTP request through `service`, its body read to the end.
+#[inline]
+fn one_http<S, B>(service: &mut S) -> usize
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx))).unwrap();
+    let response = poll_now(service.call(Request::new(()))).unwrap();
+    let mut body = pin!(response.into_body());
+    let mut frames = 0;
+    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx()) {
+        frame.unwrap();
+        frames += 1;
+    }
+    frames
+}
+
+type Inner = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Infallible>>>;
+
+fn inner() -> Inner {
+    service_fn(|x| ready(Ok(x)))
+}
+
+type HttpInner =
+    tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<Full<Bytes>>, Infallible>>>;
+
+fn http_inner() -> HttpInner {
+    service_fn(|_| ready(Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))))
+}
+
+// ---- the floor and the ideal guard, as layers -------------------------------------------
+
+/// A slot held until the response completes; dropping it leaves.
+trait Token: Send + 'static {}
+
+static FLOOR: AtomicUsize = AtomicUsize::new(0);
+
+struct FloorToken;
+
+impl Token for FloorToken {}
+
+impl Drop for FloorToken {
+    #[inline]
+    fn drop(&mut self) {
+        FLOOR.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[derive(Default)]
+struct IdealPool {
+    count: AtomicUsize,
+    waiting: AtomicBool,
+    notify: Notify,
+}
+
+struct IdealToken(Arc<IdealPool>);
+
+impl Token for IdealToken {}
+
+impl Drop for IdealToken {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.0.waiting.load(Ordering::Acquire)
+        {
+            self.0.notify.notify_waiters();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Counted<S, M> {
+    inner: S,
+    make: M,
+}
+
+pin_project! {
+    struct CountedFuture<F, T> {
+        #[pin]
+        inner: F,
+        token: Option<T>,
+    }
+}
+
+impl<F: Future, T> Future for CountedFuture<F, T> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        this.token.take();
+        Poll::Ready(output)
+    }
+}
+
+impl<S: Service<R>, R, M: Fn() -> T, T: Token> Service<R> for Counted<S, M> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = CountedFuture<S::Future, T>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: R) -> Self::Future {
+        CountedFuture {
+            token: Some((self.make)()),
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+fn floor<S>(inner: S) -> Counted<S, fn() -> FloorToken> {
+    Counted {
+        inner,
+        make: || {
+            FLOOR.fetch_add(1, Ordering::Relaxed);
+            FloorToken
+        },
+    }
+}
+
+fn ideal<S>(inner: S, pool: Arc<IdealPool>) -> Counted<S, impl Fn() -> IdealToken + Clone> {
+    Counted {
+        inner,
+        make: move || {
+            pool.count.fetch_add(1, Ordering::Relaxed);
+            IdealToken(pool.clone())
+        },
+    }
+}
+
+/// The ideal guard for HTTP: the token moves from the future into the body.
+#[derive(Clone)]
+struct IdealHttp<S> {
+    inner: S,
+    pool: Arc<IdealPool>,
+}
+
+pin_project! {
+    struct IdealBody<B> {
+        #[pin]
+        inner: B,
+        token: Option<IdealToken>,
+    }
+}
+
+impl<B: Body> Body for IdealBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = std::task::ready!(this.inner.as_mut().poll_frame(cx));
+        if frame.is_none() || this.inner.is_end_stream() {
+            this.token.take();
+        }
+        Poll::Ready(frame)
+    }
+}
+
+pin_project! {
+    /// Moves the token from the response future into the body, as any body-aware layer must.
+    struct IdealHttpFuture<F> {
+        #[pin]
+        inner: F,
+        token: Option<IdealToken>,
+    }
+}
+
+impl<F, B, E> Future for IdealHttpFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<IdealBody<B>>, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        let token = this.token.take();
+        Poll::Ready(Ok(response.map(|inner| IdealBody { inner, token })))
+    }
+}
+
+impl<S, B> Service<Request<()>> for IdealHttp<S>
+where
+    S: Service<Request<()>, Response = Response<B>>,
+{
+    type Response = Response<IdealBody<B>>;
+    type Error = S::Error;
+    type Future = IdealHttpFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request<()>) -> Self::Future {
+        self.pool.count.fetch_add(1, Ordering::Relaxed);
+        IdealHttpFuture {
+            token: Some(IdealToken(self.pool.clone())),
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+/// tokio-util's `TaskTracker::track_future` around each response future.
+#[derive(Clone)]
+struct Tracker<S> {
+    inner: S,
+    tracker: tokio_util::task::TaskTracker,
+}
+
+impl<S: Service<u64>> Service<u64> for Tracker<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tokio_util::task::task_tracker::TrackedFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: u64) -> Self::Future {
+        self.tracker.track_future(self.inner.call(request))
+    }
+}
+
+// ---- the runs -------------------------------------------------------------------------
+
+fn single<S>(c: &mut Criterion, name: &str, mut service: S)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    c.bench_function(&format!("single/{name}"), |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            black_box(one(&mut service, black_box(i)))
+        })
+    });
+}
+
+/// Two threads, each driving its own clone of `service` (one shared pool), `iters` requests
+/// each; the time reported is per request per thread.
+fn contended<S>(c: &mut Criterion, name: &str, service: S)
+where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+{
+    c.bench_function(&format!("contended/{name}"), |b| {
+        b.iter_custom(|iters| {
+            let barrier = Arc::new(Barrier::new(2));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (mut service, barrier) = (service.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let start = Instant::now();
+                        for i in 0..iters {
+                            black_box(one(&mut service, black_box(i)));
+                        }
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            let total: Duration = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            total / 2
+        })
+    });
+}
+
+fn http<S, B>(c: &mut Criterion, name: &str, mut service: S)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    c.bench_function(&format!("http/{name}"), |b| {
+        b.iter(|| black_box(one_http(&mut service)))
+    });
+}
+
+fn generic(c: &mut Criterion) {
+    let drain = Drain::new();
+    let pool = Arc::new(IdealPool::default());
+    let tracker = tokio_util::task::TaskTracker::new();
+    let (_signal, watch) = drain::channel();
+    let limit = ConcurrencyLimitLayer::new(usize::MAX >> 4);
+
+    single(c, "bare", inner());
+    single(c, "floor", floor(inner()));
+    single(c, "ideal", ideal(inner(), pool.clone()));
+    single(c, "drain_layer", drain.layer().layer(inner()));
+    single(
+        c,
+        "task_tracker",
+        Tracker {
+            inner: inner(),
+            tracker: tracker.clone(),
+        },
+    );
+    single(
+        c,
+        "linkerd_drain",
+        drain::Retain::new(watch.clone(), inner()),
+    );
+    single(c, "concurrency_limit", limit.layer(inner()));
+
+    contended(c, "bare", inner());
+    contended(c, "floor", floor(inner()));
+    contended(c, "ideal", ideal(inner(), pool));
+    contended(c, "drain_layer", drain.layer().layer(inner()));
+    contended(
+        c,
+        "task_tracker",
+        Tracker {
+            inner: inner(),
+            tracker,
+        },
+    );
+    contended(c, "linkerd_drain", drain::Retain::new(watch, inner()));
+    contended(c, "concurrency_limit", limit.layer(inner()));
+}
+
+fn http_group(c: &mut Criterion) {
+    let drain = Drain::new();
+    let pool = Arc::new(IdealPool::default());
+    let (in_flight, _counter) = tower_http::metrics::InFlightRequestsLayer::pair();
+
+    http(c, "bare", http_inner());
+    http(
+        c,
+        "ideal",
+        IdealHttp {
+            inner: http_inner(),
+            pool,
+        },
+    );
+    http(
+        c,
+        "http_drain_layer",
+        drain.http_layer().layer(http_inner()),
+    );
+    http(c, "in_flight_requests", in_flight.layer(http_inner()));
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = generic, http_group
+}
+criterion_main!(benches);
