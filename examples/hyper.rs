@@ -4,6 +4,9 @@
 //! The pool refuses new requests once draining; hyper-util's `GracefulShutdown` closes idle
 //! HTTP/1 connections and sends `GOAWAY` on HTTP/2; the process exits when both the pool and
 //! the connections are done, or when the grace period ends.
+//!
+//! `PORT` picks the port (default 3000). `TOWER_DRAIN=off` serves the same handler without
+//! the layer: `scripts/e2e-bench` compares the two.
 
 #[path = "support/signal.rs"]
 mod signal;
@@ -20,25 +23,57 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
 use tower::{service_fn, ServiceBuilder};
 use tower_drain::Drain;
 
 const GRACE: Duration = Duration::from_secs(30);
 
+async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(b"hello\n"))))
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let drain = Drain::new();
-    let service = ServiceBuilder::new()
-        .layer(drain.http_layer())
-        .service(service_fn(|_: Request<Incoming>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello\n"))))
-        }));
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let port = std::env::var("PORT").map_or(Ok(3000), |port| port.parse::<u16>());
+    let port = port.map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     println!(
         "listening on http://{} (HTTP/1.1 and h2c)",
         listener.local_addr()?
     );
+
+    let drain = Drain::new();
+    let graceful = if std::env::var("TOWER_DRAIN").as_deref() == Ok("off") {
+        serve(listener, service_fn(hello)).await
+    } else {
+        let service = ServiceBuilder::new()
+            .layer(drain.http_layer())
+            .service_fn(hello);
+        serve(listener, service).await
+    };
+
+    // Refuse new requests (the pool), let open connections finish (hyper), both bounded.
+    let report = drain.shutdown().grace(GRACE);
+    let (report, connections) = tokio::join!(
+        report.into_future(),
+        tokio::time::timeout(GRACE, graceful.shutdown())
+    );
+    println!("{report}; connections closed: {}", connections.is_ok());
+    Ok(())
+}
+
+/// Serves `service` until the shutdown signal, then stops accepting; returns the open
+/// connections' graceful shutdown.
+async fn serve<S, B>(listener: TcpListener, service: S) -> GracefulShutdown
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+    S: Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let shutdown = signal::shutdown_signal();
@@ -51,17 +86,7 @@ async fn main() -> std::io::Result<()> {
                 let connection = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
                 tokio::spawn(graceful.watch(connection));
             }
-            () = &mut shutdown => break,
+            () = &mut shutdown => return graceful,
         }
     }
-
-    // Refuse new requests (the pool), stop accepting, let open connections finish (hyper).
-    drop(listener);
-    let report = drain.shutdown().grace(GRACE);
-    let (report, connections) = tokio::join!(
-        report.into_future(),
-        tokio::time::timeout(GRACE, graceful.shutdown())
-    );
-    println!("{report}; connections closed: {}", connections.is_ok());
-    Ok(())
 }
