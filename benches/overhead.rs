@@ -297,7 +297,7 @@ where
     S: Service<u64, Response = u64>,
     S::Error: std::fmt::Debug,
 {
-    c.bench_function(&format!("single/{name}"), |b| {
+    c.benchmark_group("single").bench_function(name, |b| {
         let mut i = 0u64;
         b.iter(|| {
             i += 1;
@@ -313,7 +313,7 @@ where
     S: Service<u64, Response = u64> + Clone + Send + 'static,
     S::Error: std::fmt::Debug,
 {
-    c.bench_function(&format!("contended/{name}"), |b| {
+    c.benchmark_group("contended").bench_function(name, |b| {
         b.iter_custom(|iters| {
             let barrier = Arc::new(Barrier::new(2));
             let threads: Vec<_> = (0..2)
@@ -342,9 +342,8 @@ where
     B: Body,
     B::Error: std::fmt::Debug,
 {
-    c.bench_function(&format!("http/{name}"), |b| {
-        b.iter(|| black_box(one_http(&mut service)))
-    });
+    c.benchmark_group("http")
+        .bench_function(name, |b| b.iter(|| black_box(one_http(&mut service))));
 }
 
 fn generic(c: &mut Criterion) {
