@@ -129,7 +129,8 @@ impl Shutdown {
     }
 
     /// How often to report progress while draining (with the `tracing` feature). Default:
-    /// one second. Zero turns progress events off.
+    /// one second. Zero, or a period too long to represent (`Duration::MAX`), turns progress
+    /// events off.
     ///
     /// # Examples
     ///
@@ -165,9 +166,12 @@ impl Shutdown {
             .and_then(|grace| Instant::now().checked_add(grace));
         let mut empty = std::pin::pin!(drain.until_empty());
         let mut deadline = std::pin::pin!(deadline.map(tokio::time::sleep_until));
-        let mut progress = (!self.progress_every.is_zero()).then(|| {
-            tokio::time::interval_at(Instant::now() + self.progress_every, self.progress_every)
-        });
+        // `None` when off, or when the first report would lie beyond what `Instant` can
+        // represent (a period of `Duration::MAX`): never.
+        let mut progress = (!self.progress_every.is_zero())
+            .then(|| Instant::now().checked_add(self.progress_every))
+            .flatten()
+            .map(|first| tokio::time::interval_at(first, self.progress_every));
         let timed_out = std::future::poll_fn(|cx| {
             if empty.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(false);

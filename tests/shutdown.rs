@@ -222,4 +222,21 @@ async fn absurd_durations_are_well_defined() {
     assert!(!shutdown.is_finished());
     drop(guard);
     assert!(!shutdown.await.unwrap().timed_out());
+
+    // So is `Duration::MAX` for the unready period and the progress period.
+    let drain = Drain::new();
+    let shutdown = tokio::spawn(
+        drain
+            .shutdown()
+            .unready_for(Duration::MAX)
+            .progress_every(Duration::MAX)
+            .into_future(),
+    );
+    tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)).await;
+    assert!(!shutdown.is_finished());
+    assert_eq!(drain.phase(), tower_drain::Phase::Unready);
+    shutdown.abort();
+    let drain = Drain::new();
+    let report = drain.shutdown().progress_every(Duration::MAX).await;
+    assert!(!report.timed_out());
 }
