@@ -49,15 +49,12 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Counted {
+        // An exempt request is one with no guard: never counted, never told to close.
+        Called {
             #[pin]
             future: F,
             guard: CancelOnDrop,
             http1: bool,
-        },
-        Exempt {
-            #[pin]
-            future: F,
         },
         Refused {
             response: Option<Response<Bytes>>,
@@ -69,7 +66,7 @@ impl<F> ResponseFuture<F> {
     #[inline]
     pub(crate) fn counted(future: F, guard: Guard, http1: bool) -> Self {
         Self {
-            state: State::Counted {
+            state: State::Called {
                 future,
                 guard: CancelOnDrop::new(Some(guard)),
                 http1,
@@ -79,7 +76,11 @@ impl<F> ResponseFuture<F> {
 
     pub(crate) fn exempt(future: F) -> Self {
         Self {
-            state: State::Exempt { future },
+            state: State::Called {
+                future,
+                guard: CancelOnDrop::new(None),
+                http1: false,
+            },
         }
     }
 
@@ -103,7 +104,7 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Counted {
+            StateProj::Called {
                 future,
                 guard,
                 http1,
@@ -118,10 +119,6 @@ where
                     reject::add_connection_close(&mut response, true);
                 }
                 Poll::Ready(Ok(response.map(|body| DrainBody::counted(body, guard))))
-            }
-            StateProj::Exempt { future } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(DrainBody::uncounted)))
             }
             StateProj::Refused { response } => Poll::Ready(Ok(refusal(response))),
         }
@@ -145,8 +142,8 @@ fn refusal<B>(response: &mut Option<Response<Bytes>>) -> Response<DrainBody<B>> 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Counted { .. } => "counted",
-            State::Exempt { .. } => "exempt",
+            State::Called { guard, .. } if guard.get().is_some() => "counted",
+            State::Called { .. } => "exempt",
             State::Refused { .. } => "refused",
         };
         f.debug_struct("ResponseFuture")
