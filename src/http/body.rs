@@ -75,10 +75,6 @@ impl<B: Body> DrainBody<B> {
             guard: CancelOnDrop::new(guard),
         }
     }
-
-    pub(crate) fn uncounted(body: B) -> Self {
-        Self::counted(body, None)
-    }
 }
 
 impl<B> DrainBody<B> {
