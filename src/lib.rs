@@ -1,4 +1,11 @@
-#![doc = include_str!("../README.md")]
+// The README is the crate's documentation, so its examples run as doctests. They use the
+// `http` feature; without it, a short summary stands in for them.
+#![cfg_attr(feature = "http", doc = include_str!("../README.md"))]
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "A graceful drain for any Tower stack: see the README for the guide and examples, \
+           most of which need the default `http` feature."
+)]
 #![warn(
     missing_docs,
     missing_debug_implementations,
