@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
@@ -28,7 +28,7 @@ use tower::Layer;
 use tower_drain::{Drain, Phase};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use support::bounded;
+use support::{bounded, get_request, http1_connection as http1};
 
 /// The handlers the fault tests need: one that panics, one that never answers until told,
 /// a body that fails mid-stream, and a body far larger than any socket buffer.
@@ -113,19 +113,14 @@ where
     addr
 }
 
-async fn http1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
-}
-
-fn get_request(path: &str) -> Request<Empty<Bytes>> {
-    Request::get(format!("http://localhost{path}"))
-        .body(Empty::new())
-        .unwrap()
+/// Runs a shutdown with a grace period only a bug can reach, and waits for the server to exit.
+async fn shuts_down_in_time(drain: &Drain, server: Option<tokio::task::JoinHandle<()>>) {
+    let shutdown = drain.shutdown().grace(Duration::from_secs(5));
+    let report = bounded("shutdown", shutdown.into_future()).await;
+    assert!(!report.timed_out(), "{report}");
+    if let Some(server) = server {
+        bounded("the server exits", server).await.unwrap();
+    }
 }
 
 /// The counts that matter, in one tuple: (started, completed, cancelled, rejected, in flight).
@@ -158,13 +153,7 @@ async fn a_panicking_handler_without_catch_panic_counts_as_cancelled() {
         .await
         .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
-    let report = bounded(
-        "shutdown",
-        drain.shutdown().grace(Duration::from_secs(5)).into_future(),
-    )
-    .await;
-    assert!(!report.timed_out());
-    bounded("the server exits", server).await.unwrap();
+    shuts_down_in_time(&drain, Some(server)).await;
 }
 
 #[tokio::test]
@@ -245,12 +234,7 @@ async fn an_inner_poll_ready_error_counts_nothing() {
     let result = http1(addr).await.send_request(get_request("/")).await;
     assert!(result.is_err());
     assert_eq!(counts(&drain), (0, 0, 0, 0, 0));
-    let report = bounded(
-        "shutdown",
-        drain.shutdown().grace(Duration::from_secs(5)).into_future(),
-    )
-    .await;
-    assert!(!report.timed_out());
+    shuts_down_in_time(&drain, None).await;
 }
 
 #[tokio::test]
@@ -271,13 +255,7 @@ async fn a_client_gone_before_the_response_counts_as_cancelled() {
     // hyper notices the closed socket while the handler waits, and drops the handler.
     bounded("cancelled", drain.until(|s| s.cancelled == 1)).await;
     assert_eq!(counts(&drain), (1, 0, 1, 0, 0));
-    let report = bounded(
-        "shutdown",
-        drain.shutdown().grace(Duration::from_secs(5)).into_future(),
-    )
-    .await;
-    assert!(!report.timed_out());
-    bounded("the server exits", server).await.unwrap();
+    shuts_down_in_time(&drain, Some(server)).await;
 }
 
 #[tokio::test]

@@ -13,14 +13,13 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use http::{header, Request, StatusCode, Version};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use http::{header, StatusCode, Version};
+use http_body_util::BodyExt;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tower_drain::Drain;
 
-use support::bounded;
+use support::{bounded, get_request, http1_connection, http2_connection};
 
 /// A server whose `/slow` handlers wait for `release`, whose `/stream` body is fed by the
 /// test, and whose `/healthz` is exempt. Its graceful shutdown begins when the pool drains
@@ -95,36 +94,6 @@ async fn start_server() -> Server {
         shutdown_gate,
         task,
     }
-}
-
-/// An HTTP/1.1 connection of our own, so a test controls which requests share it.
-async fn http1_connection(
-    addr: SocketAddr,
-) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
-}
-
-async fn http2_connection(
-    addr: SocketAddr,
-) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    sender
-}
-
-fn get_request(path: &str) -> Request<Empty<Bytes>> {
-    Request::get(format!("http://localhost{path}"))
-        .body(Empty::new())
-        .unwrap()
 }
 
 #[tokio::test]

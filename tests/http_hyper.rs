@@ -6,7 +6,6 @@
 mod support;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,12 +17,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::{service_fn, ServiceBuilder};
 use tower_drain::Drain;
 
-use support::bounded;
+use support::{bounded, http2_connection};
 
 /// The accept loop of `examples/hyper.rs`: stops accepting when `shutdown` resolves, then
 /// lets hyper-util close every connection gracefully.
@@ -61,16 +60,6 @@ async fn serve(
     graceful.shutdown().await;
 }
 
-async fn h2c(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    sender
-}
-
 #[tokio::test]
 async fn http1_and_http2_drain_together_and_the_server_exits() {
     let drain = Drain::new();
@@ -98,7 +87,7 @@ async fn http1_and_http2_drain_together_and_the_server_exits() {
             client.get(url.parse().unwrap()).await.unwrap()
         }));
     }
-    let h2 = h2c(addr).await;
+    let h2 = http2_connection(addr).await;
     for _ in 0..2 {
         let mut h2 = h2.clone();
         requests.push(tokio::spawn(async move {

@@ -18,13 +18,13 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use http::{header, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{header, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tower_drain::Drain;
 
-use support::bounded;
+use support::{bounded, get_request, http2_connection};
 
 const HTTP1_CONNECTIONS: usize = 64;
 const HTTP2_CONNECTIONS: usize = 8;
@@ -88,12 +88,6 @@ async fn start_server(drain: &Drain) -> SocketAddr {
     addr
 }
 
-fn request() -> Request<Empty<Bytes>> {
-    Request::get("http://localhost/")
-        .body(Empty::new())
-        .unwrap()
-}
-
 /// Classifies one response; returns whether the connection must be replaced.
 async fn classify(
     result: Result<http::Response<hyper::body::Incoming>, hyper::Error>,
@@ -153,26 +147,21 @@ async fn http1_client(addr: SocketAddr, budget: Arc<Budget>, seen: Arc<Seen>) {
             sender = None;
             continue;
         }
-        if classify(s.send_request(request()).await, &seen, &expected).await {
+        if classify(s.send_request(get_request("/")).await, &seen, &expected).await {
             sender = None;
         }
     }
 }
 
 async fn http2_client(addr: SocketAddr, budget: Arc<Budget>, seen: Arc<Seen>) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let sender = http2_connection(addr).await;
     let streams: Vec<_> = (0..HTTP2_STREAMS)
         .map(|_| {
             let (mut sender, budget, seen) = (sender.clone(), budget.clone(), seen.clone());
             tokio::spawn(async move {
                 let expected = expected_body();
                 while budget.take() {
-                    let result = sender.send_request(request()).await;
+                    let result = sender.send_request(get_request("/")).await;
                     if classify(result, &seen, &expected).await {
                         seen.fail("an HTTP/2 connection was closed".into());
                         return;
