@@ -42,7 +42,7 @@ pub use crate::error::Rejected;
 pub use crate::future::ResponseFuture;
 pub use crate::guard::{Guard, Tracked};
 #[cfg(feature = "http")]
-pub use crate::http::{DrainBody, HttpDrainLayer, HttpDrainService, Readiness};
+pub use crate::http::{DrainBody, DrainSignal, HttpDrainLayer, HttpDrainService, Readiness};
 pub use crate::layer::DrainLayer;
 pub use crate::service::DrainService;
 pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};

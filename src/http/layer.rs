@@ -25,6 +25,8 @@ pub(crate) struct Settings {
     pub(crate) retry_after: Option<HeaderValue>,
     pub(crate) reject_with: Option<Arc<RejectFn>>,
     pub(crate) exempt: Option<Arc<ExemptFn>>,
+    /// Put a [`DrainSignal`](crate::DrainSignal) in each request's extensions.
+    pub(crate) request_signal: bool,
 }
 
 /// Wraps HTTP services in [`HttpDrainService`]: each request is counted in a [`Drain`]'s pool
@@ -86,6 +88,7 @@ impl HttpDrainLayer {
                 retry_after: None,
                 reject_with: None,
                 exempt: None,
+                request_signal: false,
             }),
         }
     }
@@ -156,6 +159,39 @@ impl HttpDrainLayer {
         Arc::make_mut(&mut self.settings).exempt = Some(Arc::new(exempt));
         self
     }
+
+    /// Puts a [`DrainSignal`](crate::DrainSignal) in each request's extensions, so handlers of long-lived
+    /// responses (server-sent events, long polls, gRPC server streams, WebSockets) can end
+    /// them when draining begins, and keep work that outlives the response counted. Off by
+    /// default.
+    ///
+    /// It costs a reference-count increment per request, and an allocation for requests whose
+    /// extensions are still empty (axum has usually filled them already).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use tower_drain::{Drain, DrainSignal};
+    ///
+    /// # #[cfg(feature = "axum")]
+    /// # fn main() {
+    /// let drain = Drain::new();
+    /// let app: Router = Router::new()
+    ///     .route("/poll", get(|signal: DrainSignal| async move {
+    ///         signal.draining().await;
+    ///         "the server is restarting: ask again"
+    ///     }))
+    ///     .layer(drain.http_layer().with_request_signal());
+    /// # drop(app);
+    /// # }
+    /// # #[cfg(not(feature = "axum"))]
+    /// # fn main() {}
+    /// ```
+    pub fn with_request_signal(mut self) -> Self {
+        Arc::make_mut(&mut self.settings).request_signal = true;
+        self
+    }
 }
 
 impl<S> Layer<S> for HttpDrainLayer {
@@ -179,6 +215,7 @@ impl fmt::Debug for Settings {
             .field("retry_after", &self.retry_after)
             .field("reject_with", &self.reject_with.is_some())
             .field("exempt", &self.exempt.is_some())
+            .field("request_signal", &self.request_signal)
             .finish()
     }
 }

@@ -9,10 +9,12 @@ mod future;
 mod layer;
 mod readiness;
 mod reject;
+mod request_signal;
 mod service;
 
 pub use self::body::DrainBody;
 pub use self::future::ResponseFuture;
 pub use self::layer::HttpDrainLayer;
 pub use self::readiness::Readiness;
+pub use self::request_signal::DrainSignal;
 pub use self::service::HttpDrainService;

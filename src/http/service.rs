@@ -10,6 +10,7 @@ use super::body::DrainBody;
 use super::future::ResponseFuture;
 use super::layer::Settings;
 use super::reject;
+use super::request_signal::DrainSignal;
 
 /// Counts each HTTP request in a [`Drain`](crate::Drain)'s pool until its response body ends
 /// or is dropped; answers requests that arrive while draining with `503` (gRPC: `UNAVAILABLE`)
@@ -83,8 +84,12 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let settings = &*self.settings;
+        if settings.request_signal {
+            let signal = DrainSignal::new(settings.drain.clone());
+            request.extensions_mut().insert(signal);
+        }
         let request = match &settings.exempt {
             None => request,
             Some(exempt) => {
