@@ -357,6 +357,8 @@ fn generic(c: &mut Criterion) {
     single(c, "floor", floor(inner()));
     single(c, "ideal", ideal(inner(), pool.clone()));
     single(c, "drain_layer", drain.layer().layer(inner()));
+    // A child pool: each request enters and leaves the child and its parent.
+    single(c, "drain_layer_child", drain.child().layer().layer(inner()));
     single(
         c,
         "task_tracker",

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::{watch, Notify, OnceCell};
 
@@ -59,6 +59,10 @@ pub struct Drain {
 /// and the last guard are gone.
 struct Handle {
     shared: &'static Shared,
+    /// A child pool keeps its parent alive: the child's requests are counted there too, so
+    /// the parent's memory must not be recycled into an unrelated pool while the child lives.
+    /// Dropped after `Drop::drop` has detached the child.
+    _parent: Option<Drain>,
 }
 
 impl Drop for Handle {
@@ -82,9 +86,64 @@ impl Drain {
     pub fn new() -> Self {
         Self {
             handle: Arc::new(Handle {
-                shared: slot::acquire(),
+                shared: slot::acquire(None),
+                _parent: None,
             }),
         }
+    }
+
+    /// A child pool: its requests are counted in this pool too, it can drain on its own (a
+    /// route group being retired, one listener of several), and draining this pool drains it.
+    ///
+    /// - Work entering the child enters every ancestor as well, and is refused if the child or
+    ///   any ancestor is draining. It costs one more atomic read-modify-write on entry and on
+    ///   exit per level.
+    /// - [`start_draining`](Drain::start_draining) on this pool starts draining every child
+    ///   (including children made later, while it drains), and [`resume`](Drain::resume) on
+    ///   this pool resumes the children it drained; a child drained on its own stays drained.
+    /// - The child's waiters, snapshot and phase describe the child alone.
+    ///
+    /// The child keeps this pool alive. Pool memory is recycled per parent, so making and
+    /// dropping children costs no allocation once their number stops growing.
+    ///
+    /// Layer a route group with the child's [`http_layer`](Drain::http_layer) *instead of*
+    /// the parent's, not beneath it: a request that passes both layers enters the parent
+    /// twice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = tower_drain::Drain::new();
+    /// let admin = server.child();
+    ///
+    /// let guard = admin.try_guard().unwrap();
+    /// assert_eq!((admin.in_flight(), server.in_flight()), (1, 1));
+    ///
+    /// admin.start_draining(); // retire the admin routes alone
+    /// assert!(admin.try_guard().is_err());
+    /// assert!(server.try_guard().is_ok());
+    ///
+    /// admin.resume();
+    /// server.start_draining(); // the whole server: the child drains too
+    /// assert!(admin.is_draining());
+    /// # drop(guard);
+    /// ```
+    pub fn child(&self) -> Drain {
+        let parent = self.shared();
+        let child = Drain {
+            handle: Arc::new(Handle {
+                shared: slot::acquire(Some(parent)),
+                _parent: Some(self.clone()),
+            }),
+        };
+        parent.adopt(&child.handle);
+        // After the adoption: a `start_draining` on the parent either sees the child in its
+        // list or has set the flag this reads (both take the children lock), so a child can
+        // never miss its parent's drain.
+        if self.is_draining() && child.start_draining() {
+            child.shared().set_drained_by_parent(true);
+        }
+        child
     }
 
     #[inline]
@@ -169,28 +228,21 @@ impl Drain {
     pub fn guard(&self) -> Guard {
         let shared = self.shared();
         match shared.state.enter() {
-            Entry::Admitted => Guard::new(shared),
+            Entry::Admitted if shared.parent.is_none() => Guard::new(shared),
             entry => Self::guard_slow(shared, entry),
         }
     }
 
-    /// `guard` when someone must hear of the entry, or the pool is full.
+    /// `guard` when someone must hear of the entry, the pool is full, or it has a parent.
     #[cold]
     fn guard_slow(shared: &'static Shared, entry: Entry) -> Guard {
-        match entry {
-            Entry::Admitted => Guard::new(shared),
-            Entry::AdmittedChanged => {
-                shared.changed.notify_waiters();
-                Guard::new(shared)
-            }
-            // `enter` ignores draining, so only a full pool refuses here.
-            Entry::Draining | Entry::Full => {
-                shared.leave(Outcome::Refused);
-                panic!(
-                    "tower-drain: {} guards are alive at once; are guards being leaked?",
-                    state::MAX_IN_FLIGHT
-                );
-            }
+        match shared.finish_entry(entry, Admission::Always) {
+            Ok(()) => Guard::new(shared),
+            // `Admission::Always` ignores draining, so only a full pool refuses here.
+            Err(_) => panic!(
+                "tower-drain: {} guards are alive at once; are guards being leaked?",
+                state::MAX_IN_FLIGHT
+            ),
         }
     }
 
@@ -221,29 +273,17 @@ impl Drain {
     pub fn try_guard(&self) -> Result<Guard, Rejected> {
         let shared = self.shared();
         match shared.state.try_enter() {
-            Entry::Admitted => Ok(Guard::new(shared)),
+            Entry::Admitted if shared.parent.is_none() => Ok(Guard::new(shared)),
             entry => Self::try_guard_slow(shared, entry),
         }
     }
 
-    /// `try_guard` when someone must hear of the entry, or it is refused.
+    /// `try_guard` when someone must hear of the entry, it is refused, or it has a parent.
     #[cold]
     fn try_guard_slow(shared: &'static Shared, entry: Entry) -> Result<Guard, Rejected> {
-        match entry {
-            Entry::Admitted => Ok(Guard::new(shared)),
-            Entry::AdmittedChanged => {
-                shared.changed.notify_waiters();
-                Ok(Guard::new(shared))
-            }
-            Entry::Draining => {
-                shared.leave(Outcome::Refused);
-                Err(Rejected::draining())
-            }
-            Entry::Full => {
-                shared.leave(Outcome::Refused);
-                Err(Rejected::full())
-            }
-        }
+        shared
+            .finish_entry(entry, Admission::UnlessDraining)
+            .map(|()| Guard::new(shared))
     }
 
     /// How many requests are in the pool now.
@@ -311,6 +351,11 @@ impl Drain {
                 shared.changed.notify_waiters();
             }
             shared.refresh_phase();
+            for child in shared.children() {
+                if child.start_draining() {
+                    child.shared().set_drained_by_parent(true);
+                }
+            }
         }
         began
     }
@@ -353,6 +398,16 @@ impl Drain {
             // A later `shutdown()` runs the procedure afresh.
             *shared.lock_shutdown() = None;
             shared.refresh_phase();
+        }
+        if was_draining {
+            // Resumed by hand: no longer the parent's to resume.
+            shared.set_drained_by_parent(false);
+            // Only the children this pool's drain began: one drained on its own stays so.
+            for child in shared.children() {
+                if child.shared().set_drained_by_parent(false) {
+                    child.resume();
+                }
+            }
         }
         was_draining
     }
@@ -611,9 +666,27 @@ struct WaiterCounts {
     change: usize,
 }
 
+/// Whether an entry is refused while the pool drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// `guard`: work that already exists.
+    Always,
+    /// `try_guard`: new work.
+    UnlessDraining,
+}
+
 /// The shared state behind every clone of a [`Drain`] and every [`Guard`].
 pub(crate) struct Shared {
     pub(crate) state: State,
+    /// The parent pool, for a child: entries and exits are repeated there. Fixed for the life
+    /// of this memory (recycled pools are reused only as children of the same parent memory),
+    /// so reading it needs no synchronisation.
+    pub(crate) parent: Option<&'static Shared>,
+    /// Child pools, to drain and resume with this one. Touched only when children are made and
+    /// when draining starts or ends.
+    children: Mutex<Vec<Weak<Handle>>>,
+    /// Set on a child while the drain of its parent, not its own, keeps it draining.
+    drained_by_parent: AtomicBool,
     /// Guards the waiter counts, so a count and its flag in the word change together.
     waiters: Mutex<WaiterCounts>,
     /// The (extended) attempt count at the latest transition to empty published for waiters.
@@ -640,9 +713,12 @@ pub(crate) enum WaiterKind {
 }
 
 impl Shared {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(parent: Option<&'static Shared>) -> Self {
         Self {
             state: State::new(),
+            parent,
+            children: Mutex::new(Vec::new()),
+            drained_by_parent: AtomicBool::new(false),
             waiters: Mutex::new(WaiterCounts::default()),
             emptied_at: AtomicU64::new(0),
             emptied: Notify::new(),
@@ -664,6 +740,72 @@ impl Shared {
         *self.lock_waiters() = WaiterCounts::default();
         *self.lock_shutdown() = None;
         self.phase_tx.send_replace(Phase::Serving);
+        self.lock_children().clear();
+        // Relaxed: handed to the next owner through the slot list's mutex.
+        self.drained_by_parent.store(false, Ordering::Relaxed);
+    }
+
+    fn lock_children(&self) -> MutexGuard<'_, Vec<Weak<Handle>>> {
+        // No user code runs under this lock either.
+        self.children.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a child to drain and resume with this pool, forgetting children that are gone.
+    fn adopt(&self, child: &Arc<Handle>) {
+        let mut children = self.lock_children();
+        children.retain(|child| child.strong_count() > 0);
+        children.push(Arc::downgrade(child));
+    }
+
+    /// The children alive now, as handles, so that no lock is held while they are drained.
+    fn children(&self) -> Vec<Drain> {
+        self.lock_children()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|handle| Drain { handle })
+            .collect()
+    }
+
+    /// Sets whether the parent's drain is what keeps this child draining; returns the old value.
+    fn set_drained_by_parent(&self, by_parent: bool) -> bool {
+        // AcqRel: a parent's `start_draining` and `resume` may race on one child; the swap
+        // decides which of them owns the child's resume.
+        self.drained_by_parent.swap(by_parent, Ordering::AcqRel)
+    }
+
+    /// Completes an entry into this pool, which `state` has already counted: wakes predicate
+    /// waiters, undoes a refused entry, and repeats the entry in every ancestor, undoing this
+    /// one if an ancestor refuses.
+    pub(crate) fn finish_entry(
+        &'static self,
+        entry: Entry,
+        admission: Admission,
+    ) -> Result<(), Rejected> {
+        match entry {
+            Entry::Admitted => {}
+            Entry::AdmittedChanged => self.changed.notify_waiters(),
+            // `State::enter` never reports draining; `try_enter` does.
+            Entry::Draining => {
+                self.leave_here(Outcome::Refused);
+                return Err(Rejected::draining());
+            }
+            Entry::Full => {
+                self.leave_here(Outcome::Refused);
+                return Err(Rejected::full());
+            }
+        }
+        if let Some(parent) = self.parent {
+            let entry = match admission {
+                Admission::Always => parent.state.enter(),
+                Admission::UnlessDraining => parent.state.try_enter(),
+            };
+            if let Err(rejected) = parent.finish_entry(entry, admission) {
+                // Refused above: refused here too, so each pool's counts stay whole.
+                self.leave_here(Outcome::Refused);
+                return Err(rejected);
+            }
+        }
+        Ok(())
     }
 
     fn lock_waiters(&self) -> MutexGuard<'_, WaiterCounts> {
@@ -700,9 +842,21 @@ impl Shared {
         }
     }
 
-    /// Takes one request out of the pool and carries out what its exit requires.
+    /// Takes one request out of the pool, and out of every ancestor, and carries out what each
+    /// exit requires.
     #[inline]
     pub(crate) fn leave(&'static self, outcome: Outcome) {
+        // Read before leaving: the exit may recycle this memory (its parent stays the same).
+        let parent = self.parent;
+        self.leave_here(outcome);
+        if let Some(parent) = parent {
+            parent.leave(outcome);
+        }
+    }
+
+    /// Takes one request out of this pool alone.
+    #[inline]
+    fn leave_here(&'static self, outcome: Outcome) {
         let exit = self.state.exit(outcome);
         if exit != Exit::NONE {
             self.after_exit(exit);
