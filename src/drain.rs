@@ -4,8 +4,10 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify, OnceCell};
+use tokio::time::Instant;
 
 use crate::error::Rejected;
 use crate::guard::{Guard, Tracked};
@@ -387,6 +389,7 @@ impl Drain {
             if prev & state::DRAINING != 0 {
                 shared.remove_waiter(&mut counts, WaiterKind::Empty);
             }
+            *shared.lock_unready_window() = None;
             // Release: pairs with the Acquire load in `phase`.
             (prev, shared.unready.swap(false, Ordering::AcqRel))
         };
@@ -415,8 +418,10 @@ impl Drain {
     /// Marks the pool unready: [`readiness`](Drain::readiness) answers `503` while requests
     /// are still served. The first step of [`shutdown`](Drain::shutdown);
     /// [`resume`](Drain::resume) undoes it.
-    pub(crate) fn set_unready(&self) {
+    pub(crate) fn set_unready(&self, period: Duration) {
         let shared = self.shared();
+        // Before the flag, so that whoever sees the flag finds the window too.
+        *shared.lock_unready_window() = Some((Instant::now(), period));
         // AcqRel: pairs with the Acquire load in `phase`.
         let was_unready = shared.unready.swap(true, Ordering::AcqRel);
         if !was_unready {
@@ -699,6 +704,8 @@ pub(crate) struct Shared {
     pub(crate) draining: Notify,
     /// Set from `Unready` until `resume`: the readiness check answers `503`.
     unready: AtomicBool,
+    /// When the unready period began and how long it lasts, for gradual closing.
+    unready_window: Mutex<Option<(Instant, Duration)>>,
     /// The phase as last published to `watch_phase` receivers.
     phase_tx: watch::Sender<Phase>,
     /// The shutdown procedure in progress or done, so every `shutdown()` shares one outcome.
@@ -725,6 +732,7 @@ impl Shared {
             changed: Notify::new(),
             draining: Notify::new(),
             unready: AtomicBool::new(false),
+            unready_window: Mutex::new(None),
             phase_tx: watch::Sender::new(Phase::Serving),
             shutdown: Mutex::new(None),
         }
@@ -736,6 +744,7 @@ impl Shared {
         // Relaxed: handed to the next owner through the slot list's mutex.
         self.emptied_at.store(0, Ordering::Relaxed);
         self.unready.store(false, Ordering::Relaxed);
+        *self.lock_unready_window() = None;
         // A pool dropped while draining still counts its internal empty-waiter.
         *self.lock_waiters() = WaiterCounts::default();
         *self.lock_shutdown() = None;
@@ -743,6 +752,28 @@ impl Shared {
         self.lock_children().clear();
         // Relaxed: handed to the next owner through the slot list's mutex.
         self.drained_by_parent.store(false, Ordering::Relaxed);
+    }
+
+    fn lock_unready_window(&self) -> MutexGuard<'_, Option<(Instant, Duration)>> {
+        // No user code runs under this lock either.
+        self.unready_window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How far through its unready period the pool is, from 0 to 1; `None` when it is not
+    /// unready. Only gradual closing asks, and only for HTTP/1.x requests.
+    #[cfg(feature = "http")]
+    pub(crate) fn unready_progress(&self) -> Option<f64> {
+        // Acquire: pairs with the AcqRel swap in `set_unready`, so the window is there.
+        if !self.unready.load(Ordering::Acquire) {
+            return None;
+        }
+        let (start, period) = (*self.lock_unready_window())?;
+        if period.is_zero() {
+            return Some(1.0);
+        }
+        Some((start.elapsed().as_secs_f64() / period.as_secs_f64()).min(1.0))
     }
 
     fn lock_children(&self) -> MutexGuard<'_, Vec<Weak<Handle>>> {
@@ -850,7 +881,21 @@ impl Shared {
         let parent = self.parent;
         self.leave_here(outcome);
         if let Some(parent) = parent {
-            parent.leave(outcome);
+            Self::leave_ancestors(parent, outcome);
+        }
+    }
+
+    /// The rest of a child's exit, as a loop rather than a recursion, so that `leave` itself
+    /// stays small enough to inline into every guard's drop.
+    #[cold]
+    fn leave_ancestors(mut shared: &'static Shared, outcome: Outcome) {
+        loop {
+            let parent = shared.parent;
+            shared.leave_here(outcome);
+            match parent {
+                Some(parent) => shared = parent,
+                None => break,
+            }
         }
     }
 

@@ -154,7 +154,7 @@ impl Shutdown {
         let start = Instant::now();
         let before = drain.snapshot();
 
-        drain.set_unready();
+        drain.set_unready(self.unready_for);
         if !self.unready_for.is_zero() {
             tokio::time::sleep(self.unready_for).await;
         }

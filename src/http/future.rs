@@ -54,7 +54,7 @@ pin_project! {
             #[pin]
             future: F,
             guard: CancelOnDrop,
-            http1: bool,
+            close: Close,
         },
         Refused {
             response: Option<Response<Bytes>>,
@@ -62,14 +62,25 @@ pin_project! {
     }
 }
 
+/// When a response asks its client to close the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// HTTP/2 and later, where connection headers are illegal; and exempt requests.
+    Never,
+    /// HTTP/1.x: if the pool drains before the response is ready.
+    IfDraining,
+    /// HTTP/1.x, picked by gradual closing.
+    Always,
+}
+
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(crate) fn counted(future: F, guard: Guard, http1: bool) -> Self {
+    pub(crate) fn counted(future: F, guard: Guard, close: Close) -> Self {
         Self {
             state: State::Called {
                 future,
                 guard: CancelOnDrop::new(Some(guard)),
-                http1,
+                close,
             },
         }
     }
@@ -79,7 +90,7 @@ impl<F> ResponseFuture<F> {
             state: State::Called {
                 future,
                 guard: CancelOnDrop::new(None),
-                http1: false,
+                close: Close::Never,
             },
         }
     }
@@ -107,15 +118,20 @@ where
             StateProj::Called {
                 future,
                 guard,
-                http1,
+                close,
             } => {
                 let result = ready!(future.poll(cx));
                 // Taken before the `?`: an inner error ends the request as completed.
                 let guard = guard.take();
                 let mut response = result?;
                 // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive
-                // clients to reconnect elsewhere.
-                if *http1 && guard.as_ref().is_some_and(Guard::is_draining) {
+                // clients to reconnect elsewhere. Or picked by gradual closing.
+                let close = match close {
+                    Close::Never => false,
+                    Close::IfDraining => guard.as_ref().is_some_and(Guard::is_draining),
+                    Close::Always => true,
+                };
+                if close {
                     reject::add_connection_close(&mut response, true);
                 }
                 Poll::Ready(Ok(response.map(|body| DrainBody::counted(body, guard))))

@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::{HeaderValue, Response};
 use tower_layer::Layer;
 
+use super::gradual::Gradual;
 use super::service::HttpDrainService;
 use crate::drain::Drain;
 
@@ -27,6 +28,8 @@ pub(crate) struct Settings {
     pub(crate) exempt: Option<Arc<ExemptFn>>,
     /// Put a [`DrainSignal`](crate::DrainSignal) in each request's extensions.
     pub(crate) request_signal: bool,
+    /// Close HTTP/1.x connections gradually while unready.
+    pub(crate) gradual: Option<Arc<Gradual>>,
 }
 
 /// Wraps HTTP services in [`HttpDrainService`]: each request is counted in a [`Drain`]'s pool
@@ -89,6 +92,7 @@ impl HttpDrainLayer {
                 reject_with: None,
                 exempt: None,
                 request_signal: false,
+                gradual: None,
             }),
         }
     }
@@ -192,6 +196,48 @@ impl HttpDrainLayer {
         Arc::make_mut(&mut self.settings).request_signal = true;
         self
     }
+
+    /// Moves HTTP/1.x keep-alive clients off gradually during the unready period of a
+    /// [`shutdown`](Drain::shutdown): each response asks for `Connection: close` with a
+    /// probability that rises linearly from 0 when the period begins to 1 when it ends, as
+    /// Envoy's gradual drain does. Without it, every keep-alive client is told to reconnect
+    /// at once when draining begins, and they all land on the other instances together.
+    /// Off by default; HTTP/2 is never affected (the server's `GOAWAY` covers it).
+    ///
+    /// It costs one atomic load per HTTP/1.x request while serving, and a lock and a random
+    /// draw per request during the unready period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = tower_drain::Drain::new().http_layer().gradual_close();
+    /// # drop(layer);
+    /// ```
+    pub fn gradual_close(self) -> Self {
+        self.gradual_close_seeded(Gradual::random_seed())
+    }
+
+    /// [`gradual_close`](Self::gradual_close) with the random source seeded by `seed`, so that
+    /// which responses close is reproducible (in tests).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = tower_drain::Drain::new().http_layer().gradual_close_seeded(42);
+    /// # drop(layer);
+    /// ```
+    pub fn gradual_close_seeded(mut self, seed: u64) -> Self {
+        Arc::make_mut(&mut self.settings).gradual = Some(Arc::new(Gradual::new(seed)));
+        self
+    }
+}
+
+impl Settings {
+    /// Whether any option acts on each request before it is admitted.
+    #[inline]
+    pub(crate) fn has_request_options(&self) -> bool {
+        self.exempt.is_some() || self.request_signal || self.gradual.is_some()
+    }
 }
 
 impl<S> Layer<S> for HttpDrainLayer {
@@ -216,6 +262,7 @@ impl fmt::Debug for Settings {
             .field("reject_with", &self.reject_with.is_some())
             .field("exempt", &self.exempt.is_some())
             .field("request_signal", &self.request_signal)
+            .field("gradual_close", &self.gradual.is_some())
             .finish()
     }
 }

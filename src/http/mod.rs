@@ -6,6 +6,7 @@
 
 mod body;
 mod future;
+mod gradual;
 mod layer;
 mod readiness;
 mod reject;

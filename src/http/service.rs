@@ -7,7 +7,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::DrainBody;
-use super::future::ResponseFuture;
+use super::future::{Close, ResponseFuture};
 use super::layer::Settings;
 use super::reject;
 use super::request_signal::DrainSignal;
@@ -84,29 +84,70 @@ where
     }
 
     #[inline]
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let settings = &*self.settings;
+        if settings.has_request_options() {
+            return self.call_with_options(request);
+        }
+        let close = if reject::is_http1(request.version()) {
+            Close::IfDraining
+        } else {
+            Close::Never
+        };
+        self.admit(request, close)
+    }
+}
+
+impl<S> HttpDrainService<S> {
+    /// Counts `request` and calls the inner service, or refuses it while draining.
+    #[inline]
+    fn admit<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+        close: Close,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        match self.settings.drain.try_guard() {
+            Ok(guard) => ResponseFuture::counted(self.inner.call(request), guard, close),
+            Err(_) => refuse(request, &self.settings),
+        }
+    }
+
+    /// `call` with any of the layer's per-request options: exemptions, the request signal,
+    /// gradual closing. Out of line, so that a layer without them pays one branch for all.
+    #[inline(never)]
+    fn call_with_options<ReqBody, ResBody>(
+        &mut self,
+        mut request: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
         let settings = &*self.settings;
         if settings.request_signal {
             let signal = DrainSignal::new(settings.drain.clone());
             request.extensions_mut().insert(signal);
         }
-        let request = match &settings.exempt {
-            None => request,
-            Some(exempt) => {
-                let (parts, body) = request.into_parts();
-                let exempted = exempt(&parts);
-                let request = Request::from_parts(parts, body);
-                if exempted {
-                    return ResponseFuture::exempt(self.inner.call(request));
-                }
-                request
+        if let Some(exempt) = &settings.exempt {
+            let (parts, body) = request.into_parts();
+            let exempted = exempt(&parts);
+            request = Request::from_parts(parts, body);
+            if exempted {
+                return ResponseFuture::exempt(self.inner.call(request));
             }
-        };
-        let http1 = reject::is_http1(request.version());
-        match settings.drain.try_guard() {
-            Ok(guard) => ResponseFuture::counted(self.inner.call(request), guard, http1),
-            Err(_) => refuse(request, settings),
         }
+        let close = if !reject::is_http1(request.version()) {
+            Close::Never
+        } else if (settings.gradual.as_ref())
+            .is_some_and(|gradual| gradual.should_close(settings.drain.shared()))
+        {
+            Close::Always
+        } else {
+            Close::IfDraining
+        };
+        self.admit(request, close)
     }
 }
 
