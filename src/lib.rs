@@ -23,6 +23,8 @@ mod guard;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics_reporter;
 mod service;
 mod shutdown;
 #[cfg(feature = "signal")]
@@ -44,6 +46,9 @@ pub use crate::guard::{Guard, Tracked};
 #[cfg(feature = "http")]
 pub use crate::http::{DrainBody, DrainSignal, HttpDrainLayer, HttpDrainService, Readiness};
 pub use crate::layer::DrainLayer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use crate::metrics_reporter::MetricsReporter;
 pub use crate::service::DrainService;
 pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};
 pub use crate::snapshot::{Phase, Snapshot};

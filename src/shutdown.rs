@@ -201,6 +201,8 @@ impl Shutdown {
             elapsed: start.elapsed(),
             timed_out,
         };
+        #[cfg(feature = "metrics")]
+        crate::metrics_reporter::record_shutdown(&report);
         if timed_out {
             trace::warning!(
                 abandoned = report.still_in_flight,
