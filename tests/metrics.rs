@@ -9,9 +9,12 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio_test::{assert_pending, task};
 use tower_drain::Drain;
 
+/// Each metric by name: its labels and its value.
+type Values = HashMap<String, (Vec<(String, String)>, DebugValue)>;
+
 /// Every metric's value, by name. Reading resets the debugging recorder's values, so each
 /// check reads once and looks everything up in the result.
-fn read(snapshotter: &Snapshotter) -> HashMap<String, (Vec<(String, String)>, DebugValue)> {
+fn read(snapshotter: &Snapshotter) -> Values {
     snapshotter
         .snapshot()
         .into_vec()
@@ -27,14 +30,14 @@ fn read(snapshotter: &Snapshotter) -> HashMap<String, (Vec<(String, String)>, De
         .collect()
 }
 
-fn gauge(values: &HashMap<String, (Vec<(String, String)>, DebugValue)>, name: &str) -> f64 {
+fn gauge(values: &Values, name: &str) -> f64 {
     match values.get(name) {
         Some((_, DebugValue::Gauge(v))) => v.into_inner(),
         other => panic!("{name}: {other:?}"),
     }
 }
 
-fn counter(values: &HashMap<String, (Vec<(String, String)>, DebugValue)>, name: &str) -> u64 {
+fn counter(values: &Values, name: &str) -> u64 {
     match values.get(name) {
         Some((_, DebugValue::Counter(v))) => *v,
         other => panic!("{name}: {other:?}"),
