@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::error::Rejected;
 use crate::guard::{Guard, Tracked};
 use crate::layer::DrainLayer;
+use crate::record::Record;
 use crate::shutdown::{Shutdown, ShutdownReport};
 use crate::slot;
 use crate::snapshot::{Phase, Snapshot};
@@ -708,6 +709,8 @@ pub(crate) struct Shared {
     unready_window: Mutex<Option<(Instant, Duration)>>,
     /// The phase as last published to `watch_phase` receivers.
     phase_tx: watch::Sender<Phase>,
+    /// Requests recorded for the shutdown report by a `RecordRequestsLayer`.
+    pub(crate) record: Record,
     /// The shutdown procedure in progress or done, so every `shutdown()` shares one outcome.
     shutdown: Mutex<Option<Arc<OnceCell<ShutdownReport>>>>,
 }
@@ -733,6 +736,7 @@ impl Shared {
             draining: Notify::new(),
             unready: AtomicBool::new(false),
             unready_window: Mutex::new(None),
+            record: Record::default(),
             phase_tx: watch::Sender::new(Phase::Serving),
             shutdown: Mutex::new(None),
         }
@@ -750,6 +754,7 @@ impl Shared {
         *self.lock_shutdown() = None;
         self.phase_tx.send_replace(Phase::Serving);
         self.lock_children().clear();
+        self.record.clear();
         // Relaxed: handed to the next owner through the slot list's mutex.
         self.drained_by_parent.store(false, Ordering::Relaxed);
     }

@@ -25,6 +25,7 @@ pub mod http;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics_reporter;
+mod record;
 mod service;
 mod shutdown;
 #[cfg(feature = "signal")]
@@ -44,11 +45,15 @@ pub use crate::error::Rejected;
 pub use crate::future::ResponseFuture;
 pub use crate::guard::{Guard, Tracked};
 #[cfg(feature = "http")]
-pub use crate::http::{DrainBody, DrainSignal, HttpDrainLayer, HttpDrainService, Readiness};
+pub use crate::http::{
+    DrainBody, DrainSignal, HttpDrainLayer, HttpDrainService, Readiness, RecordRequests,
+    RecordRequestsLayer, RecordedBody, RecordedFuture,
+};
 pub use crate::layer::DrainLayer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use crate::metrics_reporter::MetricsReporter;
+pub use crate::record::AbandonedRequest;
 pub use crate::service::DrainService;
 pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};
 pub use crate::snapshot::{Phase, Snapshot};

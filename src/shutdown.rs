@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::drain::Drain;
+use crate::record::AbandonedRequest;
 use crate::trace;
 
 /// How often a shutdown reports its progress by default.
@@ -199,6 +200,11 @@ impl Shutdown {
             still_in_flight: if timed_out { after.in_flight } else { 0 },
             rejected: after.rejected - before.rejected,
             elapsed: start.elapsed(),
+            abandoned: if timed_out {
+                drain.shared().record.in_flight()
+            } else {
+                Vec::new()
+            },
             timed_out,
         };
         #[cfg(feature = "metrics")]
@@ -208,6 +214,10 @@ impl Shutdown {
                 abandoned = report.still_in_flight,
                 "grace period over: {report}"
             );
+            #[cfg(feature = "tracing")]
+            for request in &report.abandoned {
+                trace::warning!("abandoned: {request}");
+            }
         } else {
             trace::info!("drained: {report}");
         }
@@ -288,6 +298,10 @@ pub struct ShutdownReport {
     pub rejected: u64,
     /// How long the shutdown took, the unready period included.
     pub elapsed: Duration,
+    /// Each request abandoned at the deadline, oldest first, for requests that passed a
+    /// [`RecordRequestsLayer`](crate::RecordRequestsLayer); empty without one, or when the
+    /// pool drained in time.
+    pub abandoned: Vec<AbandonedRequest>,
     timed_out: bool,
 }
 
@@ -316,7 +330,11 @@ impl fmt::Display for ShutdownReport {
                 f,
                 "grace period over after {seconds:.3}s: {} completed, {} rejected, {} abandoned",
                 self.completed, self.rejected, self.still_in_flight
-            )
+            )?;
+            match self.abandoned.first() {
+                Some(oldest) => write!(f, " (oldest: {oldest})"),
+                None => Ok(()),
+            }
         } else {
             write!(
                 f,

@@ -1,0 +1,92 @@
+//! The report of what was cut: with `RecordRequestsLayer`, a shutdown whose grace period runs
+//! out names each abandoned request, on a real axum server with real clients.
+#![cfg(feature = "http")]
+
+mod support;
+
+use std::convert::Infallible;
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tower_drain::Drain;
+
+use support::{bounded, get_request, http1_connection};
+
+#[tokio::test]
+async fn a_cut_short_shutdown_names_each_abandoned_request() {
+    let drain = Drain::new();
+    let app = Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route("/stuck", get(|| std::future::pending::<&'static str>()))
+        .route(
+            "/huge",
+            get(|| async {
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                let chunks = std::iter::repeat(Ok::<_, Infallible>(chunk)).take(16 * 1024);
+                Body::from_stream(futures::stream::iter(chunks))
+            }),
+        )
+        .layer(drain.record_requests())
+        .layer(drain.http_layer());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, app).into_future());
+
+    // One request that completes, one stuck before its response, one whose client never
+    // reads its body.
+    let mut conn = http1_connection(addr).await;
+    let ok = conn.send_request(get_request("/ok")).await.unwrap();
+    ok.into_body().collect().await.unwrap();
+    let stuck = tokio::spawn(async move {
+        let mut conn = http1_connection(addr).await;
+        conn.send_request(get_request("/stuck")).await
+    });
+    bounded("stuck in flight", drain.until(|s| s.in_flight == 1)).await;
+    let mut reader = TcpStream::connect(addr).await.unwrap();
+    reader
+        .write_all(b"GET /huge?token=secret HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    bounded("both in flight", drain.until(|s| s.in_flight == 2)).await;
+
+    let shutdown = drain.shutdown().grace(Duration::from_millis(300));
+    let report = bounded("the shutdown", shutdown.into_future()).await;
+    assert!(report.timed_out());
+    assert_eq!(report.still_in_flight, 2);
+    let cut: Vec<_> = report
+        .abandoned
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str(), r.in_body))
+        .collect();
+    assert_eq!(cut, [("GET", "/stuck", false), ("GET", "/huge", true)]);
+    assert!(report.abandoned[0].age >= report.abandoned[1].age);
+    assert!(report.abandoned[1].age >= Duration::from_millis(300));
+    let text = report.to_string();
+    assert!(text.contains("(oldest: GET /stuck, "), "{text}");
+    assert!(text.ends_with("before its response)"), "{text}");
+    stuck.abort();
+}
+
+#[tokio::test]
+async fn without_the_layer_or_when_drained_in_time_nothing_is_listed() {
+    let drain = Drain::new();
+    let guard = drain.guard();
+    let report = drain.shutdown().grace(Duration::ZERO).await;
+    assert!(report.timed_out());
+    assert!(
+        report.abandoned.is_empty(),
+        "no RecordRequestsLayer: a count only"
+    );
+    drop(guard);
+
+    let drain = Drain::new();
+    let report = drain.shutdown().await;
+    assert!(report.abandoned.is_empty());
+}
