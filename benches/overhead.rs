@@ -409,6 +409,14 @@ fn http_group(c: &mut Criterion) {
         "http_drain_layer",
         drain.http_layer().layer(http_inner()),
     );
+    // Opt-in features, for their cost: the per-request record for the shutdown report, and
+    // the request signal in the extensions.
+    let recorded = drain
+        .http_layer()
+        .layer(drain.record_requests().layer(http_inner()));
+    http(c, "http_drain_layer_recorded", recorded);
+    let signalled = drain.http_layer().with_request_signal().layer(http_inner());
+    http(c, "http_drain_layer_signal", signalled);
     http(c, "in_flight_requests", in_flight.layer(http_inner()));
 }
 

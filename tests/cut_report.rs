@@ -24,7 +24,7 @@ async fn a_cut_short_shutdown_names_each_abandoned_request() {
     let drain = Drain::new();
     let app = Router::new()
         .route("/ok", get(|| async { "ok" }))
-        .route("/stuck", get(|| std::future::pending::<&'static str>()))
+        .route("/stuck", get(std::future::pending::<&'static str>))
         .route(
             "/huge",
             get(|| async {
