@@ -105,11 +105,7 @@ where
         match this.kind.project() {
             KindProj::Inner { mut body } => {
                 let frame = ready!(body.as_mut().poll_frame(cx));
-                let last = match &frame {
-                    None | Some(Err(_)) => true,
-                    Some(Ok(frame)) => frame.is_trailers() || body.is_end_stream(),
-                };
-                if last {
+                if is_last(&frame, &*body) {
                     // The body is done: the request leaves the pool as completed.
                     drop(this.guard.take());
                 }
@@ -137,6 +133,16 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
+    }
+}
+
+/// Whether `frame`, just polled from `body`, ends it: the end, an error, trailers, or a frame
+/// after which the body reports its end. Everything a body wrapper must release on.
+#[inline]
+pub(crate) fn is_last<B: Body>(frame: &Option<Result<Frame<B::Data>, B::Error>>, body: &B) -> bool {
+    match frame {
+        None | Some(Err(_)) => true,
+        Some(Ok(frame)) => frame.is_trailers() || body.is_end_stream(),
     }
 }
 

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::body::is_last;
 use crate::drain::{Drain, Shared};
 
 /// Records every request of the service it wraps, so that a [`ShutdownReport`] whose grace
@@ -269,11 +270,7 @@ impl<B: Body> Body for RecordedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.body.as_mut().poll_frame(cx));
-        let last = match &frame {
-            None | Some(Err(_)) => true,
-            Some(Ok(frame)) => frame.is_trailers() || this.body.is_end_stream(),
-        };
-        if last {
+        if is_last(&frame, &*this.body) {
             this.entry.take();
         }
         Poll::Ready(frame)
