@@ -4,20 +4,16 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower_drain::Drain;
 
-use support::{bounded, get_request, http1_connection};
+use support::{bounded, get_request, http1_connection, huge_body, request_and_never_read};
 
 #[tokio::test]
 async fn a_cut_short_shutdown_names_each_abandoned_request() {
@@ -25,14 +21,7 @@ async fn a_cut_short_shutdown_names_each_abandoned_request() {
     let app = Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route("/stuck", get(std::future::pending::<&'static str>))
-        .route(
-            "/huge",
-            get(|| async {
-                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-                let chunks = std::iter::repeat(Ok::<_, Infallible>(chunk)).take(16 * 1024);
-                Body::from_stream(futures::stream::iter(chunks))
-            }),
-        )
+        .route("/huge", get(|| async { huge_body() }))
         .layer(drain.record_requests())
         .layer(drain.http_layer());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -49,11 +38,7 @@ async fn a_cut_short_shutdown_names_each_abandoned_request() {
         conn.send_request(get_request("/stuck")).await
     });
     bounded("stuck in flight", drain.until(|s| s.in_flight == 1)).await;
-    let mut reader = TcpStream::connect(addr).await.unwrap();
-    reader
-        .write_all(b"GET /huge?token=secret HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    let _reader = request_and_never_read(addr, "/huge?token=secret").await;
     bounded("both in flight", drain.until(|s| s.in_flight == 2)).await;
 
     let shutdown = drain.shutdown().grace(Duration::from_millis(300));

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use tower::Layer;
 use tower_drain::{Drain, Phase};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use support::{bounded, get_request, http1_connection as http1};
+use support::{bounded, get_request, http1_connection as http1, huge_body, request_and_never_read};
 
 /// The handlers the fault tests need: one that panics, one that never answers until told,
 /// a body that fails mid-stream, and a body far larger than any socket buffer.
@@ -61,16 +60,7 @@ fn routes(release: Arc<Notify>) -> Router {
                 Body::from_stream(futures::stream::iter(chunks))
             }),
         )
-        .route(
-            "/huge",
-            get(|| async {
-                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-                // 1 GiB: far more than the socket buffers hold, so a client that never reads
-                // leaves the body unfinished.
-                let chunks = std::iter::repeat(Ok::<_, Infallible>(chunk)).take(16 * 1024);
-                Body::from_stream(futures::stream::iter(chunks))
-            }),
-        )
+        .route("/huge", get(|| async { huge_body() }))
 }
 
 /// Serves `app` with axum; its graceful shutdown follows `drain.draining()`.
@@ -301,10 +291,7 @@ async fn a_client_that_never_reads_is_bounded_by_the_grace_deadline() {
     });
 
     // Ask for a huge body and never read it: the server's writes block on a full socket.
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /huge HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    let tcp = request_and_never_read(addr, "/huge").await;
     bounded("1 in flight", drain.until(|s| s.in_flight == 1)).await;
 
     // The deadline is what bounds this shutdown: real time, since real sockets are involved.

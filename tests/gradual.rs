@@ -2,6 +2,8 @@
 //! the share of HTTP/1.x responses that ask for `Connection: close` follows the period.
 #![cfg(feature = "http")]
 
+mod support;
+
 use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -9,23 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Request, Response, Version};
 use http_body_util::Full;
-use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_drain::{Drain, HttpDrainLayer, Phase};
+use tower::{Service, ServiceExt};
+use tower_drain::{Drain, Phase};
+
+use support::full_service;
 
 const UNREADY: Duration = Duration::from_secs(10);
 const SAMPLE: usize = 2_000;
-
-fn service(
-    layer: HttpDrainLayer,
-) -> impl Service<
-    Request<()>,
-    Response = Response<tower_drain::DrainBody<Full<Bytes>>>,
-    Error = Infallible,
-> + Clone {
-    layer.layer(service_fn(|_: Request<()>| async {
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-    }))
-}
 
 /// The share of `SAMPLE` responses, over `version`, that ask for `Connection: close`.
 async fn share_closed<S>(service: &S, version: Version) -> f64
@@ -57,7 +49,7 @@ async fn begin_unready(drain: &Drain) -> tokio::task::JoinHandle<tower_drain::Sh
 #[tokio::test(start_paused = true)]
 async fn the_share_of_closed_connections_rises_over_the_unready_period() {
     let drain = Drain::new();
-    let service = service(drain.http_layer().gradual_close_seeded(42));
+    let service = full_service(drain.http_layer().gradual_close_seeded(42), b"ok");
     assert_eq!(
         share_closed(&service, Version::HTTP_11).await,
         0.0,
@@ -88,7 +80,7 @@ async fn the_share_of_closed_connections_rises_over_the_unready_period() {
 #[tokio::test(start_paused = true)]
 async fn without_gradual_closing_the_unready_period_closes_nothing() {
     let drain = Drain::new();
-    let service = service(drain.http_layer());
+    let service = full_service(drain.http_layer(), b"ok");
     let shutdown = begin_unready(&drain).await;
     tokio::time::advance(UNREADY * 9 / 10).await;
     assert_eq!(share_closed(&service, Version::HTTP_11).await, 0.0);
@@ -98,7 +90,7 @@ async fn without_gradual_closing_the_unready_period_closes_nothing() {
 #[tokio::test(start_paused = true)]
 async fn resume_ends_gradual_closing() {
     let drain = Drain::new();
-    let service = service(drain.http_layer().gradual_close_seeded(7));
+    let service = full_service(drain.http_layer().gradual_close_seeded(7), b"ok");
     let shutdown = begin_unready(&drain).await;
     tokio::time::advance(UNREADY * 3 / 4).await;
     assert!(share_closed(&service, Version::HTTP_11).await > 0.6);

@@ -1,6 +1,8 @@
 //! `HttpDrainLayer` and `DrainBody` driven directly: frames, hints, errors, refusals, options.
 #![cfg(feature = "http")]
 
+mod support;
+
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -9,21 +11,11 @@ use futures::stream;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame};
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use http_body_util::{BodyExt, Empty, StreamBody};
 use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_drain::{Drain, HttpDrainLayer};
+use tower_drain::Drain;
 
-fn full_service(
-    layer: HttpDrainLayer,
-) -> impl Service<
-    Request<()>,
-    Response = Response<tower_drain::DrainBody<Full<Bytes>>>,
-    Error = Infallible,
-> + Clone {
-    layer.layer(service_fn(|_: Request<()>| async {
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
-    }))
-}
+use support::full_service;
 
 fn request(version: Version) -> Request<()> {
     Request::builder().version(version).body(()).unwrap()
@@ -32,7 +24,7 @@ fn request(version: Version) -> Request<()> {
 #[tokio::test]
 async fn size_hint_and_end_of_stream_pass_through_and_the_last_frame_releases() {
     let drain = Drain::new();
-    let response = full_service(drain.http_layer())
+    let response = full_service(drain.http_layer(), b"hello")
         .oneshot(Request::new(()))
         .await
         .unwrap();
@@ -149,7 +141,7 @@ async fn connection_close_only_on_http1_responses_during_a_drain() {
         (Version::HTTP_2, false),
     ] {
         let drain = Drain::new();
-        let service = full_service(drain.http_layer());
+        let service = full_service(drain.http_layer(), b"hello");
         let serving = service.clone().oneshot(request(version)).await.unwrap();
         assert!(
             serving.headers().get(CONNECTION).is_none(),
@@ -211,7 +203,7 @@ async fn grpc_requests_get_a_trailers_only_unavailable() {
         .header(CONTENT_TYPE, "application/grpc+proto")
         .body(())
         .unwrap();
-    let response = full_service(drain.http_layer())
+    let response = full_service(drain.http_layer(), b"hello")
         .oneshot(grpc)
         .await
         .unwrap();
@@ -231,7 +223,7 @@ async fn a_malformed_content_type_gets_the_plain_refusal() {
             .header(CONTENT_TYPE, HeaderValue::from_bytes(content_type).unwrap())
             .body(())
             .unwrap();
-        let response = full_service(drain.http_layer())
+        let response = full_service(drain.http_layer(), b"hello")
             .oneshot(request)
             .await
             .unwrap();
@@ -249,7 +241,10 @@ async fn retry_after_rounds_up_to_whole_seconds() {
         (Duration::from_millis(1500), "2"),
     ] {
         let layer = drain.http_layer().retry_after(after);
-        let response = full_service(layer).oneshot(Request::new(())).await.unwrap();
+        let response = full_service(layer, b"hello")
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
         assert_eq!(response.headers()[RETRY_AFTER], header);
     }
 }
@@ -269,7 +264,10 @@ async fn reject_with_builds_the_refusal() {
                 .unwrap()
         });
     let request = Request::get("/orders").body(()).unwrap();
-    let response = full_service(layer).oneshot(request).await.unwrap();
+    let response = full_service(layer, b"hello")
+        .oneshot(request)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers()["x-path"], "/orders");
     assert_eq!(response.headers()[RETRY_AFTER], "9");
@@ -286,7 +284,7 @@ async fn exempt_requests_are_neither_counted_nor_refused() {
     let layer = drain
         .http_layer()
         .exempt(|request| request.uri.path() == "/ready");
-    let service = full_service(layer);
+    let service = full_service(layer, b"hello");
     let ready = Request::get("/ready").body(()).unwrap();
     let response = service.clone().oneshot(ready).await.unwrap();
     assert_eq!(drain.in_flight(), 0, "not counted");
@@ -307,7 +305,7 @@ async fn exempt_requests_are_neither_counted_nor_refused() {
 fn layer_service_and_body_are_debug_and_clone() {
     let drain = Drain::new();
     let layer = drain.http_layer().exempt(|_| false);
-    let service = full_service(layer.clone());
+    let service = full_service(layer.clone(), b"hello");
     let text = format!("{layer:?}");
     assert!(text.contains("exempt: true"), "{text}");
     let _cloned = service.clone();
