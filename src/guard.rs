@@ -7,8 +7,7 @@ use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::drain::Shared;
-use crate::state::Outcome;
+use crate::pool::{Outcome, Shared};
 
 /// One piece of work counted in a [`Drain`](crate::Drain)'s pool, until it is dropped.
 ///
@@ -61,7 +60,7 @@ impl Guard {
     #[cfg(feature = "http")]
     #[inline]
     pub(crate) fn is_draining(&self) -> bool {
-        self.shared.state.load() & crate::state::DRAINING != 0
+        self.shared.state.load() & crate::pool::state::DRAINING != 0
     }
 }
 

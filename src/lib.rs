@@ -23,17 +23,17 @@ mod guard;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod layer;
+mod loom;
 #[cfg(feature = "metrics")]
 mod metrics_reporter;
+mod pool;
 mod record;
 mod service;
 mod shutdown;
 #[cfg(feature = "signal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub mod signal;
-mod slot;
 mod snapshot;
-mod state;
 mod trace;
 mod wait;
 

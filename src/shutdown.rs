@@ -33,7 +33,12 @@ const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 ///
 /// The result is a [`ShutdownReport`]. Every call of [`Drain::shutdown`] on the same pool,
 /// concurrent or later, shares one run and sees the same report, until
-/// [`Drain::resume`] starts a new cycle.
+/// [`Drain::resume`] starts a new cycle. A `resume` ends the run at whatever step it is at,
+/// with a report whose [`resumed`](ShutdownReport::resumed) is `true`; resumed while unready,
+/// the pool never begins draining.
+///
+/// Await a shutdown from outside the work it waits for: a shutdown with no `grace`, awaited
+/// from inside a request that the same pool counts, waits for itself forever.
 ///
 /// # At the deadline
 ///
@@ -146,82 +151,128 @@ impl Shutdown {
     }
 
     async fn run(self) -> ShutdownReport {
-        let cell = self.drain.shutdown_cell();
+        let cell = self.drain.shared().shutdown_cell();
         cell.get_or_init(|| self.procedure()).await.clone()
     }
 
     async fn procedure(self) -> ShutdownReport {
         let drain = &self.drain;
+        let shared = drain.shared();
         let start = Instant::now();
         let before = drain.snapshot();
 
-        drain.set_unready(self.unready_for);
-        if !self.unready_for.is_zero() {
-            tokio::time::sleep(self.unready_for).await;
-        }
-
-        drain.start_draining();
-        // `None` when the deadline is beyond what `Instant` can represent: no limit.
-        let deadline = self
-            .grace
-            .and_then(|grace| Instant::now().checked_add(grace));
-        let mut empty = std::pin::pin!(drain.until_empty());
-        let mut deadline = std::pin::pin!(deadline.map(tokio::time::sleep_until));
-        // `None` when off, or when the first report would lie beyond what `Instant` can
-        // represent (a period of `Duration::MAX`): never.
-        let mut progress = (!self.progress_every.is_zero())
-            .then(|| Instant::now().checked_add(self.progress_every))
-            .flatten()
-            .map(|first| tokio::time::interval_at(first, self.progress_every));
-        let timed_out = std::future::poll_fn(|cx| {
-            if empty.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(false);
-            }
-            if let Some(deadline) = deadline.as_mut().as_pin_mut() {
-                if deadline.poll(cx).is_ready() {
-                    return Poll::Ready(true);
+        let cycle = shared.begin_unready(self.unready_for);
+        // Ready once `resume` has ended this cycle: every step below gives way to it.
+        let mut resumed = std::pin::pin!(resumed(drain, cycle));
+        let end = 'steps: {
+            if !self.unready_for.is_zero() {
+                let mut unready = std::pin::pin!(tokio::time::sleep(self.unready_for));
+                let end = std::future::poll_fn(|cx| {
+                    if resumed.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(End::Resumed));
+                    }
+                    unready.as_mut().poll(cx).map(|()| None)
+                })
+                .await;
+                if let Some(end) = end {
+                    break 'steps end;
                 }
             }
-            if let Some(progress) = &mut progress {
-                while progress.poll_tick(cx).is_ready() {
-                    trace::info!(
-                        in_flight = drain.in_flight(),
-                        "draining: requests in flight"
-                    );
-                }
+            // Checked under the same lock as `resume` changes the cycle: a resume that came
+            // first wins, and one that comes after finds the pool draining and ends it.
+            if shared.start_draining_in(cycle).is_none() {
+                break 'steps End::Resumed;
             }
-            Poll::Pending
-        })
-        .await;
+            // `None` when the deadline is beyond what `Instant` can represent: no limit.
+            let deadline = self
+                .grace
+                .and_then(|grace| Instant::now().checked_add(grace));
+            let mut empty = std::pin::pin!(drain.until_empty());
+            let mut deadline = std::pin::pin!(deadline.map(tokio::time::sleep_until));
+            // `None` when off, or when the first report would lie beyond what `Instant` can
+            // represent (a period of `Duration::MAX`): never.
+            let mut progress = (!self.progress_every.is_zero())
+                .then(|| Instant::now().checked_add(self.progress_every))
+                .flatten()
+                .map(|first| tokio::time::interval_at(first, self.progress_every));
+            std::future::poll_fn(|cx| {
+                if resumed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(End::Resumed);
+                }
+                if empty.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(End::Drained);
+                }
+                if let Some(deadline) = deadline.as_mut().as_pin_mut() {
+                    if deadline.poll(cx).is_ready() {
+                        return Poll::Ready(End::TimedOut);
+                    }
+                }
+                if let Some(progress) = &mut progress {
+                    while progress.poll_tick(cx).is_ready() {
+                        trace::info!(
+                            in_flight = drain.in_flight(),
+                            "draining: requests in flight"
+                        );
+                    }
+                }
+                Poll::Pending
+            })
+            .await
+        };
 
         let after = drain.snapshot();
+        let timed_out = end == End::TimedOut;
         let report = ShutdownReport {
             completed: after.completed - before.completed,
             still_in_flight: if timed_out { after.in_flight } else { 0 },
             rejected: after.rejected - before.rejected,
             elapsed: start.elapsed(),
             abandoned: if timed_out {
-                drain.shared().record.in_flight()
+                shared.record.in_flight()
             } else {
                 Vec::new()
             },
             timed_out,
+            resumed: end == End::Resumed,
         };
         #[cfg(feature = "metrics")]
         crate::metrics_reporter::record_shutdown(&report);
-        if timed_out {
-            trace::warning!(
-                abandoned = report.still_in_flight,
-                "grace period over: {report}"
-            );
-            #[cfg(feature = "tracing")]
-            for request in &report.abandoned {
-                trace::warning!("abandoned: {request}");
+        match end {
+            End::TimedOut => {
+                trace::warning!(abandoned = report.still_in_flight, "{report}");
+                #[cfg(feature = "tracing")]
+                for request in &report.abandoned {
+                    trace::warning!("abandoned: {request}");
+                }
             }
-        } else {
-            trace::info!("drained: {report}");
+            End::Drained | End::Resumed => {
+                trace::info!("{report}");
+            }
         }
         report
+    }
+}
+
+/// How a shutdown procedure ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Drained,
+    TimedOut,
+    Resumed,
+}
+
+/// Completes once `drain` has left `cycle`, that is once `resume` has ended the shutdown.
+async fn resumed(drain: &Drain, cycle: u64) {
+    let shared = drain.shared();
+    let mut notified = std::pin::pin!(shared.resumed.notified());
+    loop {
+        // Enable first: a resume after the check below wakes us.
+        notified.as_mut().enable();
+        if shared.cycle() != cycle {
+            return;
+        }
+        notified.as_mut().await;
+        notified.set(shared.resumed.notified());
     }
 }
 
@@ -303,6 +354,7 @@ pub struct ShutdownReport {
     /// pool drained in time.
     pub abandoned: Vec<AbandonedRequest>,
     timed_out: bool,
+    resumed: bool,
 }
 
 impl ShutdownReport {
@@ -320,12 +372,45 @@ impl ShutdownReport {
     pub fn timed_out(&self) -> bool {
         self.timed_out
     }
+
+    /// Whether [`Drain::resume`] ended the shutdown before the pool drained: the pool is
+    /// serving again, and whatever was in flight is still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::future::IntoFuture;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let drain = tower_drain::Drain::new();
+    /// let shutdown = tokio::spawn(
+    ///     drain.shutdown().unready_for(Duration::from_secs(5)).into_future(),
+    /// );
+    /// tokio::time::sleep(Duration::from_secs(1)).await;
+    /// drain.resume(); // changed our mind: keep serving
+    ///
+    /// let report = shutdown.await.unwrap();
+    /// assert!(report.resumed());
+    /// assert!(!drain.is_draining(), "it never began draining");
+    /// # }
+    /// ```
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
 }
 
 impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let seconds = self.elapsed.as_secs_f64();
-        if self.timed_out {
+        if self.resumed {
+            write!(
+                f,
+                "resumed after {seconds:.3}s: {} completed, {} rejected",
+                self.completed, self.rejected
+            )
+        } else if self.timed_out {
             write!(
                 f,
                 "grace period over after {seconds:.3}s: {} completed, {} rejected, {} abandoned",

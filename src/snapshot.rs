@@ -1,6 +1,6 @@
 //! `Snapshot` and `Phase`: the pool's counters and its place in a shutdown.
 
-use crate::state::{self, Reading};
+use crate::pool::state::{self, Reading};
 
 /// The pool's counters, read at one moment by [`Drain::snapshot`](crate::Drain::snapshot).
 ///
@@ -47,9 +47,10 @@ pub struct Snapshot {
 impl Snapshot {
     pub(crate) fn from_reading(reading: &Reading) -> Self {
         let in_flight = reading.in_flight();
-        // Every refusal and cancellation `State::read` counts has left the in-flight count (they
-        // change both under the lock `read` takes), so neither subtraction can underflow.
-        let started = reading.attempts - reading.refused;
+        // Every cancellation `State::read` counts has left the in-flight count (a cancellation
+        // changes both under the lock `read` takes), so the subtraction cannot underflow. A
+        // refused entry is never counted at all, so `started` only ever grows.
+        let started = reading.started;
         let completed = started - reading.cancelled - in_flight as u64;
         Self {
             in_flight,

@@ -13,9 +13,9 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::sync::futures::Notified;
 
-use crate::drain::{Drain, WaiterKind};
+use crate::drain::Drain;
+use crate::pool::{state, WaiterKind};
 use crate::snapshot::Snapshot;
-use crate::state;
 
 pin_project! {
     /// Waits for the pool's next transition to empty at or after a given attempt.
@@ -53,7 +53,7 @@ impl EmptyWait {
         }
         let reading = shared.register(WaiterKind::Empty);
         // An exit that empties the pool after the registration point saw `attempts >=
-        // reading.attempts`, and one that emptied it before saw fewer, since some entry came
+        // reading.entries`, and one that emptied it before saw fewer, since some entry came
         // after it (the pool was not empty at registration). If it was empty, the next
         // transition needs one more entry first.
         let target = match (reading.in_flight(), ready_if_empty) {
@@ -61,8 +61,8 @@ impl EmptyWait {
                 shared.deregister(WaiterKind::Empty);
                 None
             }
-            (0, false) => Some(reading.attempts + 1),
-            _ => Some(reading.attempts),
+            (0, false) => Some(reading.entries + 1),
+            _ => Some(reading.entries),
         };
         Self {
             drain,

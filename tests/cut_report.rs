@@ -75,3 +75,54 @@ async fn without_the_layer_or_when_drained_in_time_nothing_is_listed() {
     let report = drain.shutdown().await;
     assert!(report.abandoned.is_empty());
 }
+
+/// An exempt request is not the drain's: a stuck one is neither counted nor named, even with
+/// the recorder inside the drain layer where it sees every request that layer passes on.
+#[tokio::test]
+async fn exempt_requests_are_never_named_in_the_report() {
+    let drain = Drain::new();
+    let (entered, mut handlers) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let stuck = move || {
+        let entered = entered.clone();
+        async move {
+            entered.send(()).unwrap();
+            std::future::pending::<&'static str>().await
+        }
+    };
+    let app = Router::new()
+        .route("/status", get(stuck.clone()))
+        .route("/work", get(stuck))
+        .layer(drain.record_requests())
+        .layer(
+            drain
+                .http_layer()
+                .exempt(|request| request.uri.path() == "/status"),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, app).into_future());
+
+    let mut clients = Vec::new();
+    for path in ["/status", "/work"] {
+        clients.push(tokio::spawn(async move {
+            let mut conn = http1_connection(addr).await;
+            conn.send_request(get_request(path)).await
+        }));
+    }
+    for _ in 0..2 {
+        bounded("both handlers entered", handlers.recv())
+            .await
+            .unwrap();
+    }
+    assert_eq!(drain.in_flight(), 1, "the exempt request is not counted");
+
+    let shutdown = drain.shutdown().grace(Duration::from_millis(200));
+    let report = bounded("the shutdown", shutdown.into_future()).await;
+    assert!(report.timed_out());
+    assert_eq!(report.still_in_flight, 1);
+    let cut: Vec<_> = report.abandoned.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(cut, ["/work"], "{report}");
+    for client in clients {
+        client.abort();
+    }
+}

@@ -285,3 +285,75 @@ fn layer_fits_router_layer_and_route_layer() {
         .route_layer(drain.http_layer())
         .layer(drain.http_layer());
 }
+
+/// Responses that carry no body by definition (a `HEAD` answer, `204`, `304`) are complete
+/// once their head is sent: hyper drops their bodies unpolled over HTTP/1.1, and that counts
+/// as completed, not cancelled, as it does over HTTP/2.
+#[tokio::test]
+async fn head_204_and_304_responses_count_as_completed() {
+    let drain = Drain::new();
+    let streamed = || {
+        let chunks = futures::stream::iter([Ok::<_, Infallible>(Bytes::from_static(b"never"))]);
+        Body::from_stream(chunks)
+    };
+    let app = Router::new()
+        .route("/page", get(|| async { "a page with a body" }))
+        .route(
+            "/not-modified",
+            get(|| async { (StatusCode::NOT_MODIFIED, "ignored body") }),
+        )
+        .route(
+            "/no-content",
+            get(move || async move { (StatusCode::NO_CONTENT, streamed()) }),
+        )
+        .layer(drain.http_layer());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let requests = || {
+        [
+            (http::Method::HEAD, "/page", StatusCode::OK),
+            (http::Method::GET, "/not-modified", StatusCode::NOT_MODIFIED),
+            (http::Method::GET, "/no-content", StatusCode::NO_CONTENT),
+        ]
+    };
+    let mut expected = 0;
+    let mut h1 = http1_connection(addr).await;
+    let mut h2 = http2_connection(addr).await;
+    for (method, path, status) in requests() {
+        let request = || {
+            http::Request::builder()
+                .method(method.clone())
+                .uri(format!("http://localhost{path}"))
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap()
+        };
+        for version in [Version::HTTP_11, Version::HTTP_2] {
+            let response = if version == Version::HTTP_11 {
+                h1.send_request(request()).await.unwrap()
+            } else {
+                h2.send_request(request()).await.unwrap()
+            };
+            assert_eq!(response.status(), status, "{method} {path}");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            if version == Version::HTTP_11 {
+                // hyper suppresses these bodies over HTTP/1.1; over HTTP/2 it sends what the
+                // service returns, which is then complete when sent, as before.
+                assert!(body.is_empty(), "{method} {path}: {body:?}");
+            }
+            expected += 1;
+            bounded(
+                "the request leaves the pool",
+                drain.until(|s| s.in_flight == 0 && s.started == expected),
+            )
+            .await;
+            let snapshot = drain.snapshot();
+            assert_eq!(
+                (snapshot.completed, snapshot.cancelled),
+                (expected, 0),
+                "{method} {path} over {version:?}"
+            );
+        }
+    }
+}

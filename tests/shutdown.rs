@@ -160,10 +160,50 @@ async fn resume_during_a_shutdown_ends_it_and_serves() {
     drain.resume();
     assert_eq!(drain.phase(), Phase::Serving);
     assert!(drain.try_guard().is_ok());
-    // The running procedure still completes when the pool next empties.
-    drop(guard);
+    // The running procedure ends at once, saying it was resumed, with the work still there.
     let report = shutdown.await.unwrap();
-    assert!(!report.timed_out());
+    assert!(report.resumed() && !report.timed_out());
+    assert_eq!(report.elapsed, UNREADY + Duration::from_secs(1));
+    assert!(
+        report.to_string().starts_with("resumed after 6.000s"),
+        "{report}"
+    );
+    assert_eq!(drain.in_flight(), 1);
+    drop(guard);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_during_the_unready_period_stops_the_shutdown_before_it_drains() {
+    let drain = Drain::new();
+    let shutdown = tokio::spawn(
+        drain
+            .shutdown()
+            .unready_for(UNREADY)
+            .grace(UNREADY)
+            .into_future(),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(drain.phase(), Phase::Unready);
+    assert!(!drain.resume(), "not draining yet");
+    assert_eq!(drain.phase(), Phase::Serving);
+    let report = shutdown.await.unwrap();
+    assert!(report.resumed());
+    assert_eq!(report.elapsed, Duration::from_secs(1));
+
+    // Past the moment the old procedure would have begun draining: still serving.
+    tokio::time::sleep(UNREADY * 3).await;
+    assert_eq!(drain.phase(), Phase::Serving);
+    assert!(!drain.is_draining());
+    assert!(drain.try_guard().is_ok());
+    #[cfg(feature = "http")]
+    assert_eq!(readiness_status(&drain).await, http::StatusCode::OK);
+
+    // A new shutdown runs the whole procedure afresh.
+    let start = Instant::now();
+    let report = drain.shutdown().unready_for(UNREADY).await;
+    assert!(!report.resumed());
+    assert_eq!(start.elapsed(), UNREADY);
+    assert_eq!(drain.phase(), Phase::Drained);
 }
 
 #[tokio::test(start_paused = true)]

@@ -55,6 +55,8 @@ pin_project! {
             future: F,
             guard: CancelOnDrop,
             close: Close,
+            // A `HEAD` request: its response has no body, whatever the service returns.
+            head: bool,
         },
         Refused {
             response: Option<Response<Bytes>>,
@@ -75,12 +77,13 @@ pub(crate) enum Close {
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(crate) fn counted(future: F, guard: Guard, close: Close) -> Self {
+    pub(crate) fn counted(future: F, guard: Guard, close: Close, head: bool) -> Self {
         Self {
             state: State::Called {
                 future,
                 guard: CancelOnDrop::new(Some(guard)),
                 close,
+                head,
             },
         }
     }
@@ -91,6 +94,7 @@ impl<F> ResponseFuture<F> {
                 future,
                 guard: CancelOnDrop::new(None),
                 close: Close::Never,
+                head: false,
             },
         }
     }
@@ -119,21 +123,24 @@ where
                 future,
                 guard,
                 close,
+                head,
             } => {
                 let result = ready!(future.poll(cx));
                 // Taken before the `?`: an inner error ends the request as completed.
                 let guard = guard.take();
                 let mut response = result?;
-                // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive
-                // clients to reconnect elsewhere. Or picked by gradual closing.
-                let close = match close {
-                    Close::Never => false,
-                    Close::IfDraining => guard.as_ref().is_some_and(Guard::is_draining),
-                    Close::Always => true,
-                };
-                if close {
+                if should_close(*close, guard.as_ref()) {
                     reject::add_connection_close(&mut response, true);
                 }
+                if *head || has_no_body(response.status()) {
+                    // The head is the whole response (RFC 9110, sections 9.3.2, 15.3.5 and
+                    // 15.4.5), and servers drop such bodies unpolled: that is no client gone.
+                    // The request completes now, as one with an empty body does.
+                    drop(guard);
+                    return Poll::Ready(Ok(response.map(|body| DrainBody::counted(body, None))));
+                }
+                // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive
+                // clients to reconnect elsewhere. Or picked by gradual closing.
                 Poll::Ready(Ok(response.map(|body| DrainBody::counted(body, guard))))
             }
             StateProj::Refused { response } => Poll::Ready(Ok(refusal(response))),
@@ -143,6 +150,25 @@ where
 
 /// The refusal's response, out of line: keeping the rare path out of `poll` lets the compiler
 /// inline the common one into the server's future and avoid copying the response around.
+/// Whether a response to an admitted HTTP/1.x request asks its client to reconnect: accepted
+/// before the drain and answered during it, or picked by gradual closing.
+#[inline]
+fn should_close(close: Close, guard: Option<&Guard>) -> bool {
+    match close {
+        Close::Never => false,
+        Close::IfDraining => guard.is_some_and(Guard::is_draining),
+        Close::Always => true,
+    }
+}
+
+/// Statuses whose responses never have a body: informational, `204` and `304`.
+#[inline]
+fn has_no_body(status: http::StatusCode) -> bool {
+    status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+}
+
 #[cold]
 #[inline(never)]
 fn refusal<B>(response: &mut Option<Response<Bytes>>) -> Response<DrainBody<B>> {

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::drain::Shared;
+use crate::pool::Shared;
 
 /// The random source of gradual closing: SplitMix64 over an atomic counter, so any number of
 /// threads draw from it without a lock, and a seed makes a test reproducible.

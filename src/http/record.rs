@@ -13,7 +13,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::is_last;
-use crate::drain::{Drain, Shared};
+use super::service::NotCounted;
+use crate::drain::Drain;
+use crate::pool::Shared;
 
 /// Records every request of the service it wraps, so that a [`ShutdownReport`] whose grace
 /// period ran out lists each abandoned request in
@@ -23,7 +25,9 @@ use crate::drain::{Drain, Shared};
 /// Opt-in, and separate from [`HttpDrainLayer`](crate::HttpDrainLayer) so that the drain's own
 /// request path stays free of it: recording costs a lock and two small allocations per
 /// request (see the README's performance table). Layer it *inside* the drain layer, so that
-/// refused requests are never recorded.
+/// refused requests are never recorded; requests that layer
+/// [exempts](crate::HttpDrainLayer::exempt) are not recorded either, since the pool does not
+/// count them.
 ///
 /// [`ShutdownReport`]: crate::ShutdownReport
 ///
@@ -153,6 +157,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if request.extensions().get::<NotCounted>().is_some() {
+            // Exempted by the drain layer outside: not in the pool, so not in its report.
+            return RecordedFuture {
+                inner: self.inner.call(request),
+                entry: None,
+            };
+        }
         let shared = self.drain.shared();
         let id = shared.record.insert(
             request.method().to_string(),
@@ -167,8 +178,8 @@ where
 
 /// One recorded request; dropping it removes the record.
 struct Recorded {
-    // The pool's memory is never freed, and ids are never reused, so this stays harmless even
-    // if the pool is recycled before the body is dropped.
+    // The pool's memory is never freed, and record ids are never reused, so this stays
+    // harmless even if the pool is recycled before the body is dropped.
     shared: &'static Shared,
     id: u64,
 }

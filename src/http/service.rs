@@ -110,7 +110,10 @@ impl<S> HttpDrainService<S> {
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
         match self.settings.drain.try_guard() {
-            Ok(guard) => ResponseFuture::counted(self.inner.call(request), guard, close),
+            Ok(guard) => {
+                let head = request.method() == http::Method::HEAD;
+                ResponseFuture::counted(self.inner.call(request), guard, close, head)
+            }
             Err(_) => refuse(request, &self.settings),
         }
     }
@@ -135,6 +138,8 @@ impl<S> HttpDrainService<S> {
             let exempted = exempt(&parts);
             request = Request::from_parts(parts, body);
             if exempted {
+                // So that a `RecordRequestsLayer` inside never names it in a report.
+                request.extensions_mut().insert(NotCounted);
                 return ResponseFuture::exempt(self.inner.call(request));
             }
         }
@@ -152,6 +157,10 @@ impl<S> HttpDrainService<S> {
 }
 
 /// Out of line, so the refusal's code stays off the admitted request's path.
+/// Marks a request that the drain exempted: it is not the pool's, so nothing reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NotCounted;
+
 #[cold]
 #[inline(never)]
 fn refuse<ReqBody, F>(request: Request<ReqBody>, settings: &Settings) -> ResponseFuture<F> {

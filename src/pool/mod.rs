@@ -1,0 +1,458 @@
+//! The pool's memory and its lifecycle, in one place so that both can be read and proven here.
+//!
+//! `Drain` (the public handle), `Guard`, the waiters and the shutdown procedure all use this
+//! module; it uses none of them.
+//!
+//! # Why the memory is leaked
+//!
+//! A `Guard` must keep its pool alive, and the usual way, an `Arc` clone per request, costs a
+//! second read-modify-write on entry and on exit: as much as the counting itself. Instead each
+//! pool's memory is leaked, so a guard is a plain `&'static Shared`, and the in-flight count
+//! doubles as the count of guards. No `unsafe` is needed: a reference to a pool can only ever
+//! point at a valid pool, whatever has happened to it since.
+//!
+//! # When the memory may be reused, and why no late write can reach the next pool
+//!
+//! The memory begins a new life (`recycle`: reset, then back to the free list in `slot.rs`)
+//! once every handle is gone *and* nothing is in flight. `State::detach` and the `DETACHED`
+//! bit make exactly one thread the recycler: the last handle's drop if it finds the count at
+//! zero, otherwise the exit that takes the count to zero with `DETACHED` set. Both decisions
+//! are read-modify-writes of the word, so they cannot both see the other as having happened
+//! first.
+//!
+//! What else may touch the memory after that decision is an exit's *late work*: an exit lowers
+//! the count with one read-modify-write, and only then, if the word it replaced had waiter
+//! flags, publishes an emptying, wakes waiters and refreshes the phase. Between the two,
+//! another thread may drop the last handle, see the count at zero and recycle the memory, and
+//! `Drain::new` may hand it out again. So late work follows three rules:
+//!
+//! 1. **It writes pool state only under `life`, and only if its life is still current.** The
+//!    exit's word carries the entry clock (`State`'s entries field), which runs on across
+//!    lives and is never reset; `State::reset` records where each life begins (`base`), under
+//!    the same lock. Every exit of the current life saw a clock above `base` (its own entry
+//!    counted); an exit of a finished life saw one at or below it. A late exit that finds
+//!    itself at or below `base` does nothing at all.
+//! 2. **What it does after the lock is harmless to any life.** Waking a `Notify` can only cause
+//!    a spurious wake-up, and every waiter re-checks durable state after one (`wait.rs`).
+//!    Refreshing the phase publishes the phase the pool has *now*, so it can only publish early
+//!    what its own life would publish anyway.
+//! 3. **The clock makes even a lost race harmless.** An emptying is published as a clock value,
+//!    and every waiter's target lies above the `base` of its life: a stale value could not
+//!    complete a waiter of a later life even if rule 1 did not stop it.
+//!
+//! The recycler itself takes `life` to reset the state, after an Acquire fence that pairs with
+//! the Release of every exit, so the reset follows everything the old life did. A phase
+//! receiver belongs to one life: the recycler replaces the sender, and the old receivers end.
+//! A child's parent link is rewritten only at the start of a life, while the child is owned by
+//! the thread making it; the parent cannot be recycled before the child, whose handles hold it.
+
+mod control;
+mod slot;
+pub(crate) mod state;
+
+use std::fmt;
+use std::sync::PoisonError;
+
+use tokio::sync::{watch, Notify};
+
+use crate::error::Rejected;
+use crate::loom::{fence, AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::record::Record;
+use crate::snapshot::Phase;
+use crate::trace;
+
+use self::control::Control;
+pub(crate) use self::state::{Entry, Outcome, Reading, State};
+
+/// Whether an entry is refused while the pool drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// `guard`: work that already exists.
+    Always,
+    /// `try_guard`: new work.
+    UnlessDraining,
+}
+
+/// Which kind of waiter registers, and so which flag it needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WaiterKind {
+    Empty,
+    Change,
+}
+
+/// Registered waiters, by the flag that tells exits to wake them.
+#[derive(Debug, Default)]
+struct WaiterCounts {
+    empty: usize,
+    change: usize,
+}
+
+/// The shared state behind every clone of a `Drain` and every `Guard`.
+pub(crate) struct Shared {
+    pub(crate) state: State,
+    /// This memory's number in `slot.rs`, fixed for good.
+    pub(crate) id: u32,
+    /// The parent pool's id plus one, or zero for a root. Set at the start of a life, before
+    /// the pool is handed out; fixed until the life ends.
+    parent: AtomicU32,
+    /// Held by late exits while they write, and by the recycler while it resets (see above).
+    life: Mutex<()>,
+    /// Guards the waiter counts, so a count and its flag in the word change together.
+    waiters: Mutex<WaiterCounts>,
+    /// The entry clock at the latest transition to empty published for waiters. Never reset.
+    emptied_at: AtomicU64,
+    /// Woken when the count reaches zero while `EMPTY_WAITERS` is set.
+    pub(crate) emptied: Notify,
+    /// Woken on every change while `CHANGE_WATCHERS` is set.
+    pub(crate) changed: Notify,
+    /// Woken when draining begins.
+    pub(crate) draining: Notify,
+    /// Woken by `resume`, so a running shutdown procedure ends.
+    pub(crate) resumed: Notify,
+    /// Set from `Unready` until `resume`: the readiness check answers `503`.
+    unready: AtomicBool,
+    /// Phase changes, children, the shutdown in progress: see `control.rs`.
+    control: Mutex<Control>,
+    /// The phase as last published to `watch_phase` receivers; a new sender each life.
+    phase_tx: Mutex<watch::Sender<Phase>>,
+    /// Requests recorded for the shutdown report by a `RecordRequestsLayer`.
+    pub(crate) record: Record,
+}
+
+impl Shared {
+    fn new(id: u32) -> Self {
+        Self {
+            state: State::new(),
+            id,
+            parent: AtomicU32::new(0),
+            life: Mutex::new(()),
+            waiters: Mutex::new(WaiterCounts::default()),
+            emptied_at: AtomicU64::new(0),
+            emptied: Notify::new(),
+            changed: Notify::new(),
+            draining: Notify::new(),
+            resumed: Notify::new(),
+            unready: AtomicBool::new(false),
+            control: Mutex::new(Control::default()),
+            phase_tx: Mutex::new(watch::Sender::new(Phase::Serving)),
+            record: Record::default(),
+        }
+    }
+
+    /// A new pool: a root, or a child of `parent` that drains with it.
+    pub(crate) fn acquire(parent: Option<&'static Shared>) -> &'static Shared {
+        let pool = slot::acquire();
+        if let Some(parent) = parent {
+            parent.adopt(pool);
+        }
+        pool
+    }
+
+    /// The parent pool, for a child.
+    #[inline]
+    pub(crate) fn parent(&self) -> Option<&'static Shared> {
+        match self.parent_link() {
+            0 => None,
+            link => Some(slot::get(link - 1)),
+        }
+    }
+
+    /// Whether this pool has no parent: its entries need nothing more than its own word.
+    #[inline]
+    pub(crate) fn is_root(&self) -> bool {
+        self.parent_link() == 0
+    }
+
+    #[inline]
+    fn parent_link(&self) -> u32 {
+        // Relaxed: written before the pool was handed to whoever holds it now (through the
+        // free list's mutex and the handle's `Arc`), and not again during this life.
+        self.parent.load(Ordering::Relaxed)
+    }
+
+    /// What the last `Drain` handle does as it goes: leaves its parent's list of children, and
+    /// recycles the pool if nothing is in flight.
+    pub(crate) fn release_handle(&'static self) {
+        // First, while this pool is certainly alive: once detached, the memory may be reused
+        // as a child of the same parent, which would then find itself removed.
+        if let Some(parent) = self.parent() {
+            parent.disown(self);
+        }
+        if self.state.detach() {
+            self.recycle();
+        }
+    }
+
+    /// Ends this life: resets everything and hands the memory back for reuse. The caller is
+    /// the one recycler (see the module docs).
+    fn recycle(&'static self) {
+        // Acquire: pairs with the Release of every exit and of `detach`, so everything done in
+        // the pool's last life happens-before the reset.
+        fence(Ordering::Acquire);
+        self.reset_for_reuse();
+        slot::release(self);
+    }
+
+    /// Back to a new pool's state. Only the recycler (or a test owning the pool) calls it.
+    pub(crate) fn reset_for_reuse(&self) {
+        {
+            let _life = self.lock_life();
+            self.state.reset();
+        }
+        // Relaxed: handed to the next owner through the free list's mutex.
+        self.parent.store(0, Ordering::Relaxed);
+        self.unready.store(false, Ordering::Relaxed);
+        *self.lock_waiters() = WaiterCounts::default();
+        *self.lock_control() = Control::default();
+        // A new sender: the old one's receivers see the channel close, and no receiver ever
+        // sees a later life's phases.
+        *self.lock_phase_tx() = watch::Sender::new(Phase::Serving);
+        self.record.clear();
+    }
+
+    fn lock_life(&self) -> MutexGuard<'_, ()> {
+        // No user code runs under this lock, so poisoning leaves nothing broken.
+        self.life.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_waiters(&self) -> MutexGuard<'_, WaiterCounts> {
+        // No user code runs under this lock, so a poisoned lock still holds consistent counts.
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_control(&self) -> MutexGuard<'_, Control> {
+        // No user code runs under this lock (but trace events, see `control.rs`).
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_phase_tx(&self) -> MutexGuard<'_, watch::Sender<Phase>> {
+        // No user code runs under this lock either.
+        self.phase_tx.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A child's entry: refused at once, and counted nowhere but as a refusal, if an ancestor
+    /// is draining; otherwise entered here, then in every ancestor (`finish_entry`).
+    #[cold]
+    pub(crate) fn enter_tree(&'static self, admission: Admission) -> Result<(), Rejected> {
+        if admission == Admission::UnlessDraining {
+            let mut ancestor = self.parent();
+            while let Some(pool) = ancestor {
+                if pool.state.load() & state::DRAINING != 0 {
+                    // Refused by `pool`: each level up to it counts the refusal.
+                    let mut level = self;
+                    while !std::ptr::eq(level, pool) {
+                        level.refused(Rejected::draining());
+                        level = level.parent().expect("`pool` is an ancestor");
+                    }
+                    return Err(pool.refused(Rejected::draining()));
+                }
+                ancestor = pool.parent();
+            }
+        }
+        let entry = match admission {
+            Admission::Always => self.state.enter(),
+            Admission::UnlessDraining => self.state.try_enter(),
+        };
+        self.finish_entry(entry, admission)
+    }
+
+    /// Completes an entry into this pool that `state` has decided: wakes predicate waiters,
+    /// counts a refusal, and repeats the entry in every ancestor.
+    pub(crate) fn finish_entry(
+        &'static self,
+        entry: Entry,
+        admission: Admission,
+    ) -> Result<(), Rejected> {
+        match entry {
+            Entry::Admitted => {}
+            Entry::AdmittedChanged => self.changed.notify_waiters(),
+            // `State::enter` never reports draining; `try_enter` does.
+            Entry::Draining => return Err(self.refused(Rejected::draining())),
+            Entry::Full => return Err(self.refused(Rejected::full())),
+        }
+        if let Some(parent) = self.parent() {
+            let entry = match admission {
+                Admission::Always => parent.state.enter(),
+                Admission::UnlessDraining => parent.state.try_enter(),
+            };
+            if let Err(rejected) = parent.finish_entry(entry, admission) {
+                // Admitted here an instant before an ancestor refused it (the ancestor began
+                // draining in between): the request ends at once with the ancestor's refusal
+                // as its answer. Here it counts as started and completed, so that `started`
+                // never goes back.
+                self.leave_here(Outcome::Completed);
+                return Err(rejected);
+            }
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn refused(&self, rejected: Rejected) -> Rejected {
+        if self.state.refuse() & state::CHANGE_WATCHERS != 0 {
+            self.changed.notify_waiters();
+        }
+        rejected
+    }
+
+    /// Takes one request out of the pool, and out of every ancestor, and carries out what each
+    /// exit requires.
+    #[inline]
+    pub(crate) fn leave(&'static self, outcome: Outcome) {
+        // Read before leaving: once the count is down, the memory may begin a new life.
+        let parent = self.parent_link();
+        self.leave_here(outcome);
+        if parent != 0 {
+            Self::leave_ancestors(parent, outcome);
+        }
+    }
+
+    /// The rest of a child's exit, as a loop rather than a recursion, so that `leave` itself
+    /// stays small enough to inline into every guard's drop.
+    #[cold]
+    fn leave_ancestors(mut link: u32, outcome: Outcome) {
+        while link != 0 {
+            let pool = slot::get(link - 1);
+            // The request still counts in `pool`, so its link is still this life's.
+            link = pool.parent_link();
+            pool.leave_here(outcome);
+        }
+    }
+
+    /// Takes one request out of this pool alone.
+    #[inline]
+    fn leave_here(&'static self, outcome: Outcome) {
+        let prev = self.state.exit(outcome);
+        if prev & state::LATE_WORK != 0 {
+            self.after_exit(prev);
+        }
+    }
+
+    /// An exit's late work (see the module docs): `prev` is the word its exit replaced.
+    #[cold]
+    fn after_exit(&'static self, prev: u64) {
+        let emptied = state::in_flight(prev) == 1;
+        if emptied && prev & state::DETACHED != 0 {
+            // The last of everything: no handle and no other guard can reach this memory, and
+            // no waiter (each holds a handle); receivers of the phase see the last one.
+            if prev & state::EMPTY_WAITERS != 0 {
+                self.refresh_phase();
+            }
+            self.recycle();
+            return;
+        }
+        let publish = emptied && prev & state::EMPTY_WAITERS != 0;
+        let wake_watchers = prev & state::CHANGE_WATCHERS != 0;
+        if !publish && !wake_watchers {
+            return;
+        }
+        {
+            let _life = self.lock_life();
+            let at = self.state.extend_recent(state::entries_low(prev));
+            if at <= self.state.base() {
+                // This exit's life is over: the memory is someone else's now.
+                return;
+            }
+            if publish {
+                // Release: pairs with the Acquire load in `emptied_since`; the exit's Release
+                // read-modify-write already ordered the request's effects before this point.
+                self.emptied_at.fetch_max(at, Ordering::Release);
+            }
+        }
+        // After the lock: harmless to any life (rule 2), and no waker runs under our lock.
+        if publish {
+            // After the publication, so a waiter that checks before it is woken by it.
+            self.emptied.notify_waiters();
+            // Draining pools register an empty-waiter, so this is where `Drained` begins.
+            self.refresh_phase();
+        }
+        if wake_watchers {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Whether the pool has become empty at or after entry `target`.
+    pub(crate) fn emptied_since(&self, target: u64) -> bool {
+        // Acquire: pairs with the Release `fetch_max` in `after_exit`.
+        self.emptied_at.load(Ordering::Acquire) >= target
+    }
+
+    /// Registers a waiter and returns the reading at its registration point: every exit after
+    /// that point sees the waiter's flag, and every exit before it is in the reading.
+    pub(crate) fn register(&self, kind: WaiterKind) -> Reading {
+        let mut counts = self.lock_waiters();
+        self.add_waiter(&mut counts, kind);
+        // A load after the flag is set (by us or, under this lock, by an earlier waiter).
+        self.state.read()
+    }
+
+    /// Undoes one `register`.
+    pub(crate) fn deregister(&self, kind: WaiterKind) {
+        let mut counts = self.lock_waiters();
+        self.remove_waiter(&mut counts, kind);
+    }
+
+    fn add_waiter(&self, counts: &mut WaiterCounts, kind: WaiterKind) {
+        let (count, flag) = counts.slot(kind);
+        *count += 1;
+        if *count == 1 {
+            self.state.set_flag(flag, true);
+        }
+    }
+
+    fn remove_waiter(&self, counts: &mut WaiterCounts, kind: WaiterKind) {
+        let (count, flag) = counts.slot(kind);
+        debug_assert!(*count > 0, "removing a waiter that is not registered");
+        *count -= 1;
+        if *count == 0 {
+            self.state.set_flag(flag, false);
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        // Acquire: pairs with the AcqRel swaps in `set_unready` and `resume`.
+        Phase::of(self.state.load(), self.unready.load(Ordering::Acquire))
+    }
+
+    /// A receiver of this life's phase changes.
+    pub(crate) fn watch_phase(&self) -> watch::Receiver<Phase> {
+        self.lock_phase_tx().subscribe()
+    }
+
+    /// Publishes the current phase to `watch_phase` receivers if it changed. It reads the
+    /// phase inside the channel's lock, so racing publishers can never leave a stale one.
+    pub(crate) fn refresh_phase(&self) {
+        let mut now = Phase::Serving;
+        let changed = self.lock_phase_tx().send_if_modified(|published| {
+            now = self.phase();
+            let changed = *published != now;
+            *published = now;
+            changed
+        });
+        if changed {
+            trace::info!(
+                phase = now.as_str(),
+                in_flight = state::in_flight(self.state.load()),
+                "phase changed"
+            );
+        }
+    }
+}
+
+impl WaiterCounts {
+    fn slot(&mut self, kind: WaiterKind) -> (&mut usize, u64) {
+        match kind {
+            WaiterKind::Empty => (&mut self.empty, state::EMPTY_WAITERS),
+            WaiterKind::Change => (&mut self.change, state::CHANGE_WATCHERS),
+        }
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
