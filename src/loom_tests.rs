@@ -1,203 +1,277 @@
-//! Loom models of the pool's state machine.
+//! Loom models of the pool: the real `pool` code, under loom's atomics and mutexes.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`. Tokio's `Notify` is not
-//! modelled by loom, so these models drive `State` directly and reproduce the few lines of
-//! `Shared` that decide who is woken: publishing a transition (`emptied_at`) and a waiter's
-//! registration reading. A waiter "fires" exactly when `emptied_at >= target`.
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`. Tokio's `Notify` and
+//! `watch` are not modelled by loom (they run, unexplored), so a waiter is modelled by what it
+//! checks: its registration reading, and `emptied_since` against its target. Memory reuse is
+//! modelled through `Shared::released` (see `slot::release`): a model's `Drain::new` waits
+//! for it, then uses the same memory for a new life.
 
-use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-use crate::state::{self, Entry, Outcome, State};
+use crate::pool::state::{self, Entry, Outcome};
+use crate::pool::{Admission, Shared, WaiterKind};
 
-/// `Shared::after_exit`'s publication step; returns whether the exit must recycle the pool.
-fn publish(state: &State, emptied_at: &AtomicU64, outcome: Outcome) -> bool {
-    let exit = state.exit(outcome);
-    if let Some(at) = exit.emptied_at {
-        emptied_at.fetch_max(at, Ordering::Release);
+/// A new root pool with one guard in flight.
+fn pool_with_one_in_flight() -> &'static Shared {
+    let pool = Shared::acquire(None);
+    assert_eq!(pool.state.enter(), Entry::Admitted);
+    pool
+}
+
+/// `Drain::new` reusing `pool` once whoever recycles it has handed it back.
+fn reuse(pool: &'static Shared) {
+    // Acquire: pairs with the Release in the model's `slot::release`.
+    while !pool.released.load(Ordering::Acquire) {
+        thread::yield_now();
     }
-    exit.recycle
+    pool.released.store(false, Ordering::Relaxed);
 }
 
-/// `EmptyWait::new`'s target for an `until_empty` waiter, after `Shared::register`:
-/// `None` means ready at once.
-fn register_until_empty(state: &State) -> (Option<u64>, state::Reading) {
-    state.set_flag(state::EMPTY_WAITERS, true);
-    let reading = state.read();
-    let target = (reading.in_flight() > 0).then_some(reading.attempts);
-    (target, reading)
-}
-
+/// The last guard of a draining pool leaves on one thread while its last handle is dropped on
+/// another, and the memory is reused at once for a new pool with a guard and an empty-waiter:
+/// nothing of the old life may reach the new one.
 #[test]
-fn no_admission_after_a_drained_pool_was_observed() {
+fn last_guard_vs_last_handle_vs_reuse_while_draining() {
     loom::model(|| {
-        let state = Arc::new(State::new());
-        let observed_empty = Arc::new(AtomicBool::new(false));
+        let pool = pool_with_one_in_flight();
+        pool.start_draining();
+        let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
 
-        let admitter = {
-            let (state, observed_empty) = (state.clone(), observed_empty.clone());
-            thread::spawn(move || match state.try_enter() {
-                Entry::Admitted | Entry::AdmittedChanged => {
-                    assert!(
-                        !observed_empty.load(Ordering::SeqCst),
-                        "admitted after the drained pool was seen empty"
-                    );
-                    state.exit(Outcome::Completed);
-                }
-                Entry::Draining | Entry::Full => {
-                    state.exit(Outcome::Refused);
-                }
-            })
-        };
+        pool.release_handle();
+        reuse(pool);
+        // The new life: one request, and a waiter registered behind it.
+        assert_eq!(pool.state.enter(), Entry::Admitted);
+        let reading = pool.register(WaiterKind::Empty);
+        assert_eq!((reading.in_flight(), reading.started), (1, 1));
+        let target = reading.entries;
+        leaver.join().unwrap();
 
-        state.start_draining();
-        if state::in_flight(state.load()) == 0 {
-            observed_empty.store(true, Ordering::SeqCst);
-        }
-        admitter.join().unwrap();
-
-        let reading = state.read();
-        assert_eq!(reading.in_flight(), 0);
-        assert_eq!(reading.attempts, 1);
+        assert!(!pool.emptied_since(target), "woken by the old life's exit");
+        assert_eq!(pool.state.load() & state::DRAINING, 0, "inherited draining");
+        let reading = pool.state.read();
+        assert_eq!((reading.in_flight(), reading.started), (1, 1));
+        pool.leave(Outcome::Completed);
+        assert!(pool.emptied_since(target), "the new life's own emptying is published");
     });
 }
 
+/// The same race with a predicate waiter: its flag makes every exit do late work, and the
+/// waiter goes (dropping its handle) while the last guard leaves.
+#[test]
+fn late_wake_of_a_predicate_waiter_vs_last_handle_vs_reuse() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        pool.register(WaiterKind::Change);
+        let leaver = thread::spawn(move || pool.leave(Outcome::Cancelled));
+
+        pool.deregister(WaiterKind::Change);
+        pool.release_handle();
+        reuse(pool);
+        let reading = pool.state.read();
+        assert_eq!(
+            (reading.in_flight(), reading.started, reading.cancelled),
+            (0, 0, 0),
+            "the new pool starts from nothing"
+        );
+        leaver.join().unwrap();
+        let reading = pool.state.read();
+        assert_eq!((reading.started, reading.cancelled), (0, 0));
+        assert_eq!(reading.word & state::CHANGE_WATCHERS, 0);
+    });
+}
+
+/// Exactly one of the last handle and the last exit recycles the pool, however they race.
+#[test]
+fn exactly_one_of_last_handle_and_last_exit_recycles() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
+        pool.release_handle();
+        leaver.join().unwrap();
+        // Acquire: pairs with the Release in the model's `slot::release`.
+        assert!(pool.released.load(Ordering::Acquire), "never recycled");
+        // A second recycle would have reset a pool in use: there is one flag to clear, once.
+        pool.released.store(false, Ordering::Relaxed);
+        assert_eq!(pool.state.load() & state::DETACHED, 0, "reset after detaching");
+    });
+}
+
+/// A waiter registering while the last request leaves and a new one arrives fires exactly for
+/// the transitions after its registration.
 #[test]
 fn a_waiter_fires_exactly_for_transitions_after_it_registered() {
     loom::model(|| {
-        let state = Arc::new(State::new());
-        let emptied_at = Arc::new(AtomicU64::new(0));
-        // One request in flight before the race.
-        assert_eq!(state.enter(), Entry::Admitted);
-
-        // The last request leaves, while a new one arrives and a waiter registers.
-        let leaver = {
-            let (state, emptied_at) = (state.clone(), emptied_at.clone());
-            thread::spawn(move || {
-                let exit = state.exit(Outcome::Completed);
-                if let Some(at) = exit.emptied_at {
-                    emptied_at.fetch_max(at, Ordering::Release);
-                }
-                exit.emptied_at.is_some()
-            })
-        };
-        let arriver = {
-            let state = state.clone();
-            thread::spawn(move || {
-                state.enter();
-            })
-        };
-        let (target, reading) = register_until_empty(&state);
-        let published = leaver.join().unwrap();
+        let pool = pool_with_one_in_flight();
+        // The leaver's two steps by hand, to learn whether it emptied the pool.
+        let leaver = thread::spawn(move || {
+            let prev = pool.state.exit(Outcome::Completed);
+            if prev & state::LATE_WORK != 0 {
+                pool.after_exit(prev);
+            }
+            state::in_flight(prev) == 1
+        });
+        let arriver = thread::spawn(move || pool.state.enter());
+        let reading = pool.register(WaiterKind::Empty);
+        let target = (reading.in_flight() > 0).then_some(reading.entries);
+        let emptied = leaver.join().unwrap();
         arriver.join().unwrap();
 
-        // Ground truth from the registration reading (attempts, in flight):
-        // (1, 1) registered before both: fire iff the leaver then emptied the pool, which it
-        //        publishes because it saw the waiter's flag;
-        // (1, 0) between the leaver and the arriver: ready at once;
-        // (2, _) after the arriver: any transition came before registration: never fire.
-        let fired = target.map(|t| emptied_at.load(Ordering::Acquire) >= t);
-        match (reading.attempts, reading.in_flight()) {
-            (1, 1) => assert_eq!(fired, Some(published), "lost or spurious wake-up"),
+        let fired = target.map(|t| pool.emptied_since(t));
+        match (reading.entries, reading.in_flight()) {
+            // Registered before both: fires iff the leaver emptied the pool, which it
+            // publishes because it saw the waiter's flag.
+            (1, 1) => assert_eq!(fired, Some(emptied), "lost or spurious wake-up"),
+            // Between the leaver and the arriver: ready at once.
             (1, 0) => assert_eq!(fired, None),
+            // After the arriver: any transition came before registration: never fires.
             (2, _) => assert_eq!(fired, Some(false), "fired for an earlier transition"),
             other => panic!("impossible reading {other:?}"),
         }
     });
 }
 
+/// With two requests leaving on two threads while a waiter registers, the last exit is
+/// never missed.
 #[test]
 fn the_last_exit_is_never_missed_by_a_registering_waiter() {
     loom::model(|| {
-        let state = Arc::new(State::new());
-        let emptied_at = Arc::new(AtomicU64::new(0));
-        state.enter();
-        state.enter();
-
+        let pool = pool_with_one_in_flight();
+        pool.state.enter();
         let leavers: Vec<_> = (0..2)
-            .map(|_| {
-                let (state, emptied_at) = (state.clone(), emptied_at.clone());
-                thread::spawn(move || {
-                    publish(&state, &emptied_at, Outcome::Completed);
-                })
-            })
+            .map(|_| thread::spawn(move || pool.leave(Outcome::Completed)))
             .collect();
-        let (target, _) = register_until_empty(&state);
+        let reading = pool.register(WaiterKind::Empty);
         for leaver in leavers {
             leaver.join().unwrap();
         }
-        // The pool ended empty with no new entries: the waiter is ready, one way or the other.
-        if let Some(target) = target {
-            assert!(emptied_at.load(Ordering::Acquire) >= target, "lost wake-up");
+        if reading.in_flight() > 0 {
+            assert!(pool.emptied_since(reading.entries), "lost wake-up");
         }
     });
 }
 
+/// Once draining has begun and the pool was seen empty, nothing is admitted; a refusal is
+/// never counted as started, not even for an instant.
+#[test]
+fn no_admission_after_a_drained_pool_was_observed_and_no_refusal_counted() {
+    loom::model(|| {
+        let pool = Shared::acquire(None);
+        let observed_empty = Arc::new(AtomicBool::new(false));
+        let admitter = {
+            let observed_empty = observed_empty.clone();
+            thread::spawn(move || match pool.state.try_enter() {
+                Entry::Admitted | Entry::AdmittedChanged => {
+                    assert!(
+                        !observed_empty.load(Ordering::SeqCst),
+                        "admitted after the drained pool was seen empty"
+                    );
+                    pool.leave(Outcome::Completed);
+                }
+                Entry::Draining | Entry::Full => {
+                    pool.state.refuse();
+                }
+            })
+        };
+        pool.start_draining();
+        let seen = pool.state.read();
+        if seen.in_flight() == 0 {
+            observed_empty.store(true, Ordering::SeqCst);
+        }
+        // `started` counts admissions only: what was seen can only grow.
+        assert!(seen.started <= 1);
+        admitter.join().unwrap();
+        let end = pool.state.read();
+        assert!(end.started >= seen.started, "started went backwards");
+        assert_eq!(end.started + end.refused, 1);
+        assert_eq!(end.in_flight(), 0);
+    });
+}
+
+/// A reading never sees a cancellation half done.
 #[test]
 fn snapshots_never_split_a_cancellation() {
     loom::model(|| {
-        let state = Arc::new(State::new());
-        state.enter();
-        let canceller = {
-            let state = state.clone();
-            thread::spawn(move || {
-                state.exit(Outcome::Cancelled);
-            })
-        };
-        let reading = state.read();
+        let pool = pool_with_one_in_flight();
+        let canceller = thread::spawn(move || pool.leave(Outcome::Cancelled));
+        let reading = pool.state.read();
         let counted = (reading.in_flight(), reading.cancelled);
-        // Either before the cancellation or after it; never gone from the count but not yet
-        // counted as cancelled (which would look like a completion).
         assert!(counted == (1, 0) || counted == (0, 1), "{counted:?}");
         canceller.join().unwrap();
     });
 }
 
+/// A parent's drain, its resume and the making of a child race: however they interleave, the
+/// child ends draining exactly when its parent does.
 #[test]
-fn exactly_one_of_detach_and_the_last_exit_recycles() {
+fn parent_drain_vs_resume_vs_child() {
     loom::model(|| {
-        let state = Arc::new(State::new());
-        let emptied_at = Arc::new(AtomicU64::new(0));
-        state.enter();
-        let leaver = {
-            let (state, emptied_at) = (state.clone(), emptied_at.clone());
-            thread::spawn(move || publish(&state, &emptied_at, Outcome::Completed))
-        };
-        let detach_recycles = state.detach();
-        let exit_recycles = leaver.join().unwrap();
-        assert!(
-            detach_recycles ^ exit_recycles,
-            "detach {detach_recycles}, exit {exit_recycles}"
+        let root = Shared::acquire(None);
+        let drainer = thread::spawn(move || {
+            root.start_draining();
+        });
+        let resumer = thread::spawn(move || {
+            root.resume();
+        });
+        let child = Shared::acquire(Some(root));
+        drainer.join().unwrap();
+        resumer.join().unwrap();
+        assert_eq!(
+            child.state.load() & state::DRAINING != 0,
+            root.state.load() & state::DRAINING != 0,
+            "a child out of step with its parent"
         );
     });
 }
 
+/// A child's entry racing its parent's drain: the parent never admits after it was seen
+/// drained, and the child's books stay whole (a request refused above counts here as
+/// completed).
 #[test]
-fn resume_and_start_draining_race_with_admission() {
+fn child_entry_vs_parent_drain() {
     loom::model(|| {
-        let state = Arc::new(State::new());
-        state.start_draining();
-        let resumer = {
-            let state = state.clone();
-            thread::spawn(move || {
-                state.resume();
-            })
-        };
-        let entry = state.try_enter();
-        match entry {
-            Entry::Admitted | Entry::AdmittedChanged => {
-                // Admitted only after the resume, which then must be visible in the word.
-                assert_eq!(state.load() & state::DRAINING, 0);
-                state.exit(Outcome::Completed);
+        let root = Shared::acquire(None);
+        let child = Shared::acquire(Some(root));
+        let entrant = thread::spawn(move || {
+            if child.enter_tree(Admission::UnlessDraining).is_ok() {
+                child.leave(Outcome::Completed);
             }
-            _ => {
-                state.exit(Outcome::Refused);
-            }
+        });
+        root.start_draining();
+        let seen = root.state.read();
+        entrant.join().unwrap();
+        let after = root.state.read();
+        if seen.in_flight() == 0 {
+            assert_eq!(after.started, seen.started, "admitted after drained was seen");
         }
-        resumer.join().unwrap();
-        let reading = state.read();
-        assert_eq!(reading.in_flight(), 0);
-        assert_eq!(reading.attempts, 1);
+        for pool in [root, child] {
+            let reading = pool.state.read();
+            assert_eq!(reading.in_flight(), 0);
+            assert!(reading.started + reading.refused <= 1);
+        }
+    });
+}
+
+/// The shutdown procedure's step from unready to draining races `resume`: a resume that ends
+/// the cycle first keeps the pool serving; one after finds it draining and resumes it.
+#[test]
+fn shutdown_steps_vs_resume() {
+    loom::model(|| {
+        let pool = Shared::acquire(None);
+        let procedure = thread::spawn(move || {
+            let cycle = pool.begin_unready(std::time::Duration::ZERO);
+            (cycle, pool.start_draining_in(cycle).is_some())
+        });
+        pool.resume();
+        let (cycle, drained) = procedure.join().unwrap();
+        let draining = pool.state.load() & state::DRAINING != 0;
+        let same_cycle = pool.cycle() == cycle;
+        // Draining at the end only if the procedure drained in a cycle no resume has ended:
+        // the resume came before the shutdown began.
+        assert_eq!(draining, drained && same_cycle);
+        if !same_cycle {
+            assert_eq!(pool.phase(), crate::Phase::Serving);
+        }
     });
 }

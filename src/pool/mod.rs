@@ -117,6 +117,11 @@ pub(crate) struct Shared {
     phase_tx: Mutex<watch::Sender<Phase>>,
     /// Requests recorded for the shutdown report by a `RecordRequestsLayer`.
     pub(crate) record: Record,
+    /// Under loom, where there is no free list to reuse memory through, `slot::release` sets
+    /// this (Release) and a model's `Drain::new` waits for it (Acquire): the free list's
+    /// mutex handoff, modelled.
+    #[cfg(loom)]
+    pub(crate) released: AtomicBool,
 }
 
 impl Shared {
@@ -136,6 +141,8 @@ impl Shared {
             control: Mutex::new(Control::default()),
             phase_tx: Mutex::new(watch::Sender::new(Phase::Serving)),
             record: Record::default(),
+            #[cfg(loom)]
+            released: AtomicBool::new(false),
         }
     }
 
@@ -328,9 +335,10 @@ impl Shared {
         }
     }
 
-    /// An exit's late work (see the module docs): `prev` is the word its exit replaced.
+    /// An exit's late work (see the module docs): `prev` is the word its exit replaced. The
+    /// loom models call it by hand, to see that word.
     #[cold]
-    fn after_exit(&'static self, prev: u64) {
+    pub(crate) fn after_exit(&'static self, prev: u64) {
         let emptied = state::in_flight(prev) == 1;
         if emptied && prev & state::DETACHED != 0 {
             // The last of everything: no handle and no other guard can reach this memory, and

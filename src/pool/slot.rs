@@ -79,13 +79,21 @@ pub(crate) fn acquire() -> &'static Shared {
 }
 
 /// Returns a pool, already reset, that no handle and no guard refers to any longer.
+#[cfg(not(loom))]
 pub(crate) fn release(pool: &'static Shared) {
-    // Under loom each model run makes its pools anew: loom's atomics belong to one run.
-    if cfg!(loom) {
-        return;
-    }
-    let mut free = FREE.lock().unwrap_or_else(PoisonError::into_inner);
-    free.pools.push(pool);
+    FREE.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pools
+        .push(pool);
+}
+
+/// Under loom each model run makes its pools anew (loom's atomics belong to one run), so
+/// reuse is modelled through `Shared::released` instead of the free list.
+#[cfg(loom)]
+pub(crate) fn release(pool: &'static Shared) {
+    // Release: pairs with the Acquire load of the model's `Drain::new`, as the free list's
+    // mutex would.
+    pool.released.store(true, crate::loom::Ordering::Release);
 }
 
 #[cfg(all(test, not(loom)))]
