@@ -53,7 +53,10 @@ fn last_guard_vs_last_handle_vs_reuse_while_draining() {
         let reading = pool.state.read();
         assert_eq!((reading.in_flight(), reading.started), (1, 1));
         pool.leave(Outcome::Completed);
-        assert!(pool.emptied_since(target), "the new life's own emptying is published");
+        assert!(
+            pool.emptied_since(target),
+            "the new life's own emptying is published"
+        );
     });
 }
 
@@ -94,7 +97,11 @@ fn exactly_one_of_last_handle_and_last_exit_recycles() {
         assert!(pool.released.load(Ordering::Acquire), "never recycled");
         // A second recycle would have reset a pool in use: there is one flag to clear, once.
         pool.released.store(false, Ordering::Relaxed);
-        assert_eq!(pool.state.load() & state::DETACHED, 0, "reset after detaching");
+        assert_eq!(
+            pool.state.load() & state::DETACHED,
+            0,
+            "reset after detaching"
+        );
     });
 }
 
@@ -243,7 +250,10 @@ fn child_entry_vs_parent_drain() {
         entrant.join().unwrap();
         let after = root.state.read();
         if seen.in_flight() == 0 {
-            assert_eq!(after.started, seen.started, "admitted after drained was seen");
+            assert_eq!(
+                after.started, seen.started,
+                "admitted after drained was seen"
+            );
         }
         for pool in [root, child] {
             let reading = pool.state.read();

@@ -237,15 +237,15 @@ impl Shared {
         self.phase_tx.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A child's entry: refused at once, and counted nowhere but as a refusal, if an ancestor
-    /// is draining; otherwise entered here, then in every ancestor (`finish_entry`).
+    /// A child's entry: refused at once by the nearest draining pool on its way to the root,
+    /// each level up to that one counting the refusal, and nothing else counted; otherwise
+    /// entered here, then in every ancestor (`finish_entry`).
     #[cold]
     pub(crate) fn enter_tree(&'static self, admission: Admission) -> Result<(), Rejected> {
         if admission == Admission::UnlessDraining {
-            let mut ancestor = self.parent();
-            while let Some(pool) = ancestor {
+            let mut on_the_way = Some(self);
+            while let Some(pool) = on_the_way {
                 if pool.state.load() & state::DRAINING != 0 {
-                    // Refused by `pool`: each level up to it counts the refusal.
                     let mut level = self;
                     while !std::ptr::eq(level, pool) {
                         level.refused(Rejected::draining());
@@ -253,7 +253,7 @@ impl Shared {
                     }
                     return Err(pool.refused(Rejected::draining()));
                 }
-                ancestor = pool.parent();
+                on_the_way = pool.parent();
             }
         }
         let entry = match admission {
