@@ -408,7 +408,7 @@ impl Drain {
 
     /// A graceful shutdown in one call: report unready, then refuse new work, then wait for
     /// what is in flight, at most for a grace period. Await it (or `.into_future()` it) for a
-    /// [`ShutdownReport`].
+    /// [`ShutdownReport`](crate::ShutdownReport).
     ///
     /// See [`Shutdown`] for the steps, the options and what happens at the deadline.
     ///
