@@ -146,6 +146,15 @@ impl Drain {
 
     /// A [`DrainLayer`] that puts every request of the service it wraps in this pool.
     ///
+    /// This is the protocol-agnostic layer: it counts a request until its response future
+    /// completes, and refuses with a [`Rejected`] error. **For HTTP services (axum, hyper,
+    /// tonic) use [`http_layer`](Drain::http_layer) instead**: it counts each request until its
+    /// response *body* ends, and answers a refusal with `503` (gRPC: `UNAVAILABLE`). With this
+    /// layer, axum's `Router::layer` does not compile (its error type is `BoxError`, not
+    /// `Infallible`: "`Infallible: From<Box<dyn Error + Send + Sync>>` is not satisfied"), and
+    /// tonic turns each refusal into `Internal "h2 protocol error"` rather than
+    /// `UNAVAILABLE`.
+    ///
     /// # Examples
     ///
     /// ```

@@ -28,6 +28,8 @@ mod loom;
 mod metrics_reporter;
 mod pool;
 mod record;
+#[cfg(feature = "serve")]
+mod serve;
 mod service;
 mod shutdown;
 #[cfg(feature = "signal")]
@@ -54,6 +56,9 @@ pub use crate::layer::DrainLayer;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use crate::metrics_reporter::MetricsReporter;
 pub use crate::record::AbandonedRequest;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub use crate::serve::{serve, Serve, ServeFuture};
 pub use crate::service::DrainService;
 pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};
 pub use crate::snapshot::{Phase, Snapshot};

@@ -150,6 +150,18 @@ impl Shutdown {
         self
     }
 
+    /// The pool this shutdown drains.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(crate) fn drain(&self) -> &Drain {
+        &self.drain
+    }
+
+    /// The grace period, if any.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(crate) fn grace_period(&self) -> Option<Duration> {
+        self.grace
+    }
+
     async fn run(self) -> ShutdownReport {
         let cell = self.drain.shared().shutdown_cell();
         cell.get_or_init(|| self.procedure()).await.clone()
@@ -224,6 +236,7 @@ impl Shutdown {
         let timed_out = end == End::TimedOut;
         let report = ShutdownReport {
             completed: after.completed - before.completed,
+            cancelled: after.cancelled - before.cancelled,
             still_in_flight: if timed_out { after.in_flight } else { 0 },
             rejected: after.rejected - before.rejected,
             elapsed: start.elapsed(),
@@ -335,7 +348,10 @@ impl fmt::Debug for ShutdownFuture {
 /// # async fn main() {
 /// let drain = tower_drain::Drain::new();
 /// let report = drain.shutdown().await;
-/// assert_eq!(report.to_string(), "drained in 0.000s: 0 completed, 0 rejected");
+/// assert_eq!(
+///     report.to_string(),
+///     "drained in 0.000s: 0 completed, 0 cancelled, 0 rejected"
+/// );
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,6 +359,9 @@ impl fmt::Debug for ShutdownFuture {
 pub struct ShutdownReport {
     /// Requests that finished during the shutdown.
     pub completed: u64,
+    /// Requests whose client went away (or whose response was dropped) before their end,
+    /// during the shutdown: an SSE client that disconnects while the pool drains, say.
+    pub cancelled: u64,
     /// Requests still in flight at the deadline, abandoned.
     pub still_in_flight: usize,
     /// Requests refused during the shutdown.
@@ -407,14 +426,15 @@ impl fmt::Display for ShutdownReport {
         if self.resumed {
             write!(
                 f,
-                "resumed after {seconds:.3}s: {} completed, {} rejected",
-                self.completed, self.rejected
+                "resumed after {seconds:.3}s: {} completed, {} cancelled, {} rejected",
+                self.completed, self.cancelled, self.rejected
             )
         } else if self.timed_out {
             write!(
                 f,
-                "grace period over after {seconds:.3}s: {} completed, {} rejected, {} abandoned",
-                self.completed, self.rejected, self.still_in_flight
+                "grace period over after {seconds:.3}s: {} completed, {} cancelled, {} rejected, \
+                 {} abandoned",
+                self.completed, self.cancelled, self.rejected, self.still_in_flight
             )?;
             match self.abandoned.first() {
                 Some(oldest) => write!(f, " (oldest: {oldest})"),
@@ -423,8 +443,8 @@ impl fmt::Display for ShutdownReport {
         } else {
             write!(
                 f,
-                "drained in {seconds:.3}s: {} completed, {} rejected",
-                self.completed, self.rejected
+                "drained in {seconds:.3}s: {} completed, {} cancelled, {} rejected",
+                self.completed, self.cancelled, self.rejected
             )
         }
     }

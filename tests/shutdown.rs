@@ -88,7 +88,7 @@ async fn the_deadline_yields_a_report_of_what_was_abandoned() {
     assert_eq!(report.elapsed, UNREADY + GRACE);
     assert_eq!(
         report.to_string(),
-        "grace period over after 35.000s: 1 completed, 0 rejected, 3 abandoned"
+        "grace period over after 35.000s: 1 completed, 0 cancelled, 0 rejected, 3 abandoned"
     );
 
     // The caller exits; the runtime drops the stragglers: counted as cancelled.
@@ -108,7 +108,7 @@ async fn an_empty_pool_finishes_right_after_the_unready_period() {
     assert!(!report.timed_out());
     assert_eq!(
         report.to_string(),
-        "drained in 5.000s: 0 completed, 0 rejected"
+        "drained in 5.000s: 0 completed, 0 cancelled, 0 rejected"
     );
 }
 

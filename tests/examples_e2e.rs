@@ -1,0 +1,226 @@
+//! The README's wiring, run as a user runs it: `examples/axum.rs` (the README's example) as a
+//! process on a free port, real hyper clients over HTTP/1.1 and h2c and curl, a request that
+//! never ends, and SIGTERM. What the README promises is checked with the timings it gives.
+#![cfg(all(unix, feature = "serve", feature = "signal"))]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use http::{header, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use support::{bounded, get_request, http1_connection, http2_connection};
+
+const UNREADY_MS: u64 = 400;
+const GRACE_MS: u64 = 1_500;
+
+/// The example's binary, built now: `cargo test --test ...` does not build examples, and a
+/// binary left from an earlier build would test old code. A no-op when it is fresh.
+pub fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let profile = deps.parent().unwrap().parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "--quiet", "--example", name, "--all-features"]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    assert!(build.status().unwrap().success(), "building example {name}");
+    profile.join("examples").join(name)
+}
+
+/// A running example: its process and the lines it prints.
+pub struct Running {
+    pub child: Child,
+    pub lines: Lines<BufReader<ChildStdout>>,
+    pub port: u16,
+}
+
+impl Running {
+    pub async fn start(name: &str, env: &[(&str, String)]) -> Running {
+        let mut child = Command::new(example(name))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("PORT", "0")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = bounded("the listening line", lines.next_line())
+            .await
+            .unwrap()
+            .expect("the example printed nothing");
+        let port = first
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        Running { child, lines, port }
+    }
+
+    /// Waits for a line starting with `prefix`; returns it.
+    pub async fn line(&mut self, prefix: &str) -> String {
+        bounded(&format!("a line {prefix:?}"), async {
+            loop {
+                let line = self.lines.next_line().await.unwrap();
+                let line = line.unwrap_or_else(|| panic!("ended before {prefix:?}"));
+                if line.starts_with(prefix) {
+                    return line;
+                }
+            }
+        })
+        .await
+    }
+
+    pub fn terminate(&self) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+}
+
+#[tokio::test]
+async fn the_readme_example_serves_unready_refuses_new_connections_and_exits_in_bounds() {
+    let mut server = Running::start(
+        "axum",
+        &[
+            ("UNREADY_MS", UNREADY_MS.to_string()),
+            ("GRACE_MS", GRACE_MS.to_string()),
+        ],
+    )
+    .await;
+    let addr = server.addr();
+
+    // Before the signal: a request that never ends, an HTTP/1.1 keep-alive connection and an
+    // HTTP/2 connection, each used once.
+    let forever = tokio::spawn(async move {
+        let mut conn = http1_connection(addr).await;
+        conn.send_request(get_request("/slow/3600000")).await
+    });
+    let mut h1 = http1_connection(addr).await;
+    let response = h1.send_request(get_request("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, h2_connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let h2_closed = tokio::spawn(h2_connection);
+    let response = h2.send_request(get_request("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+
+    let signalled = Instant::now();
+    server.terminate();
+    assert_eq!(server.line("phase:").await, "phase: unready");
+
+    // Unready: every request is served, on new connections too; readiness says 503.
+    let mut fresh = http1_connection(addr).await;
+    let response = fresh.send_request(get_request("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut fresh = http1_connection(addr).await;
+    let ready = fresh.send_request(get_request("/ready")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    assert_eq!(server.line("phase:").await, "phase: draining");
+    assert!(signalled.elapsed() >= Duration::from_millis(UNREADY_MS));
+
+    // Draining: a new connection is accepted, and its request refused with the 503.
+    let mut fresh = http1_connection(addr).await;
+    let refused = fresh.send_request(get_request("/")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(refused.headers()[header::CONNECTION], "close");
+    let mut fresh_h2 = http2_connection(addr).await;
+    let refused = fresh_h2.send_request(get_request("/")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The old keep-alive connection is still open, and its next request refused and closed.
+    let refused = h1.send_request(get_request("/")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[header::CONNECTION], "close");
+    // The HTTP/2 connection opened before was told to go away when draining began, long
+    // before the pool empties (the request that never ends keeps it from emptying).
+    let ended = bounded("GOAWAY closes the idle HTTP/2 connection", h2_closed).await;
+    // Closed by the server after its GOAWAY: an orderly end, or the pipe it closed.
+    ended.unwrap().ok();
+    assert!(h2.is_closed(), "the client knows the connection is gone");
+    assert!(signalled.elapsed() < Duration::from_millis(UNREADY_MS + GRACE_MS));
+
+    // The grace period runs out: the report names what was abandoned, and the process exits
+    // within unready + grace + the one-second close margin.
+    let report = server.line("grace period over").await;
+    assert!(report.ends_with("1 abandoned"), "{report}");
+    let status = bounded("the process exits", server.child.wait())
+        .await
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took < Duration::from_millis(UNREADY_MS + GRACE_MS + 1_000 + 500),
+        "exited after {took:?}"
+    );
+    assert!(
+        forever.await.unwrap().is_err(),
+        "the endless request was cut"
+    );
+}
+
+#[tokio::test]
+async fn the_readme_example_exits_as_soon_as_its_requests_are_done() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // A short unready period: a request that reaches the server just after the signal is
+    // still served, so there is no race with the signal to lose.
+    let mut server = Running::start(
+        "axum",
+        &[
+            ("UNREADY_MS", "200".to_string()),
+            ("GRACE_MS", "30000".to_string()),
+        ],
+    )
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    tcp.write_all(b"GET /slow/400 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let signalled = Instant::now();
+    server.terminate();
+
+    // Answered during the drain: complete, and asked to close its connection, which the
+    // server then does (the read ends).
+    let mut response = String::new();
+    bounded("the slow response", tcp.read_to_string(&mut response))
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.contains("connection: close"), "{response}");
+    assert!(response.ends_with("slept 400 ms\n"), "{response}");
+    let report = server.line("drained in").await;
+    assert!(report.contains("1 completed, 0 cancelled"), "{report}");
+    let status = bounded("the process exits", server.child.wait())
+        .await
+        .unwrap();
+    assert!(status.success());
+    // Not the 30 s grace: as soon as the request is done.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
