@@ -132,7 +132,7 @@ impl<S> Serve<S> {
     /// # async fn run(listener: tokio::net::TcpListener) -> std::io::Result<()> {
     /// let drain = tower_drain::Drain::new();
     /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    /// let server = tower_drain::serve(listener, axum::Router::new(), drain.shutdown())
+    /// let server = tower_drain::serve(listener, axum::Router::<()>::new(), drain.shutdown())
     ///     .with_graceful_shutdown(async { stopped.await.ok(); });
     /// # drop((server, stop));
     /// # Ok(())
@@ -155,7 +155,7 @@ impl<S> Serve<S> {
     /// ```no_run
     /// # async fn run(listener: tokio::net::TcpListener) {
     /// let drain = tower_drain::Drain::new();
-    /// let server = tower_drain::serve(listener, axum::Router::new(), drain.shutdown())
+    /// let server = tower_drain::serve(listener, axum::Router::<()>::new(), drain.shutdown())
     ///     .close_listener_when_draining();
     /// # drop(server);
     /// # }
@@ -174,7 +174,7 @@ impl<S> Serve<S> {
     /// # async fn run(listener: tokio::net::TcpListener) {
     /// use std::time::Duration;
     /// let drain = tower_drain::Drain::new();
-    /// let server = tower_drain::serve(listener, axum::Router::new(), drain.shutdown())
+    /// let server = tower_drain::serve(listener, axum::Router::<()>::new(), drain.shutdown())
     ///     .close_within(Duration::from_millis(200));
     /// # drop(server);
     /// # }
@@ -229,7 +229,7 @@ where
 /// # async fn run(listener: tokio::net::TcpListener) {
 /// let drain = tower_drain::Drain::new();
 /// let future: tower_drain::ServeFuture =
-///     tower_drain::serve(listener, axum::Router::new(), drain.shutdown()).into_future();
+///     tower_drain::serve(listener, axum::Router::<()>::new(), drain.shutdown()).into_future();
 /// let server = tokio::spawn(future);
 /// # drop(server);
 /// # }

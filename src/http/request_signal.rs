@@ -17,7 +17,10 @@ use crate::wait::Draining;
 /// holds a [`guard`](Self::guard) so the drain waits for it too.
 ///
 /// It can neither start nor end a drain. With the `axum` feature it is also an axum extractor;
-/// tonic handlers find it in `request.extensions()`.
+/// tonic handlers find it in `request.extensions()`. Taken as a handler argument without the
+/// `axum` feature, it makes axum report only that the handler "does not implement
+/// `Handler<_, _>`": enable `tower-drain`'s `axum` feature, or take it from the request's
+/// extensions.
 ///
 /// # Examples
 ///
