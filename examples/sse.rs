@@ -6,7 +6,6 @@
 //! and the drain completes at once.
 
 use std::convert::Infallible;
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -44,15 +43,10 @@ async fn main() -> std::io::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("events at http://{}/events", listener.local_addr()?);
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(drain.draining())
-            .into_future(),
-    );
-
-    signal::terminate().await;
-    let report = drain.shutdown().grace(Duration::from_secs(30)).await;
+    let shutdown = drain.shutdown().grace(Duration::from_secs(30));
+    let report = tower_drain::serve(listener, app, shutdown)
+        .with_graceful_shutdown(signal::terminate())
+        .await?;
     println!("{report}");
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     Ok(())
 }

@@ -1,25 +1,35 @@
-//! A tonic server with `tonic-health` that drains gracefully on Ctrl-C or SIGTERM:
-//! `cargo run --example tonic`.
+//! A gRPC server (tonic, with the standard health service) that drains gracefully on Ctrl-C
+//! or SIGTERM: `cargo run --example tonic --features signal`.
 //!
-//! On the signal, health turns `NOT_SERVING` as soon as the pool is `Unready` (followed through
-//! `watch_phase`), so clients and proxies move away while calls are still served; then the
-//! pool refuses new calls with `UNAVAILABLE` (clients retry elsewhere), tonic's graceful
-//! shutdown sends `GOAWAY`, and open calls and streams finish, bounded by a grace period.
+//! Health follows the pool: `NOT_SERVING` from `Unready` on, so clients and load balancers
+//! that watch it move away while every call is still served. Once draining, a call on any
+//! connection, a new one too, gets `UNAVAILABLE` (a trailers-only response), HTTP/2 clients
+//! are told to go away, and a health `Watch` stream ends with `UNAVAILABLE` instead of
+//! holding the drain. It exits within `UNREADY_MS + GRACE_MS` and one second.
+//!
+//! Settings: `PORT` (50051; 0 picks a free one), `UNREADY_MS` (5000), `GRACE_MS` (30000).
 
-#[path = "support/signal.rs"]
-mod signal;
+#[path = "support/settings.rs"]
+mod settings;
 
 use std::time::Duration;
 
-use tonic::transport::Server;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
-use tower_drain::{Drain, Phase};
+use tower::ServiceBuilder;
+use tower_drain::{signal, Drain, Phase};
 
-const UNREADY: Duration = Duration::from_secs(5);
-const GRACE: Duration = Duration::from_secs(30);
+use settings::setting;
+
+/// The health service's endless stream.
+const WATCH: &str = "/grpc.health.v1.Health/Watch";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let port = setting("PORT", 50051) as u16;
+    let unready = Duration::from_millis(setting("UNREADY_MS", 5_000));
+    let grace = Duration::from_millis(setting("GRACE_MS", 30_000));
+
     let drain = Drain::new();
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -30,7 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut phases = drain.watch_phase();
     tokio::spawn(async move {
         while phases.changed().await.is_ok() {
-            let status = match *phases.borrow_and_update() {
+            let phase = *phases.borrow_and_update();
+            println!("phase: {phase}");
+            let status = match phase {
                 Phase::Serving => ServingStatus::Serving,
                 _ => ServingStatus::NotServing,
             };
@@ -38,18 +50,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let addr = "127.0.0.1:50051".parse()?;
-    println!("gRPC health on {addr}");
-    let server = tokio::spawn(
-        Server::builder()
-            .layer(drain.http_layer())
-            .add_service(health)
-            .serve_with_shutdown(addr, drain.draining()),
-    );
+    let app = ServiceBuilder::new()
+        .layer(
+            drain
+                .http_layer()
+                .end_streams_when_draining(|request| request.uri.path() == WATCH),
+        )
+        .service(Routes::new(health));
 
-    signal::shutdown_signal().await;
-    let report = drain.shutdown().unready_for(UNREADY).grace(GRACE).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("gRPC on http://{}", listener.local_addr()?);
+    let shutdown = drain.shutdown().unready_for(unready).grace(grace);
+    let report = tower_drain::serve(listener, app, shutdown)
+        .with_graceful_shutdown(signal::terminate())
+        .await?;
     println!("{report}");
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     Ok(())
 }

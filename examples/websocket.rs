@@ -7,7 +7,6 @@
 //! sends a close frame (`1001 Going Away`), the client reconnects elsewhere, and the guard is
 //! dropped with the socket.
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -53,15 +52,10 @@ async fn main() -> std::io::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("echo at ws://{}/ws", listener.local_addr()?);
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(drain.draining())
-            .into_future(),
-    );
-
-    signal::terminate().await;
-    let report = drain.shutdown().grace(Duration::from_secs(30)).await;
+    let shutdown = drain.shutdown().grace(Duration::from_secs(30));
+    let report = tower_drain::serve(listener, app, shutdown)
+        .with_graceful_shutdown(signal::terminate())
+        .await?;
     println!("{report}");
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     Ok(())
 }

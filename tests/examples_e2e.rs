@@ -224,3 +224,164 @@ async fn the_readme_example_exits_as_soon_as_its_requests_are_done() {
         signalled.elapsed()
     );
 }
+
+/// `examples/tonic.rs` with the stock tonic-health service and tonic's own client: health
+/// says `NOT_SERVING` from `Unready` on, a `Watch` stream ends with a clean `UNAVAILABLE`
+/// when draining begins instead of holding the drain, a call on a new connection during the
+/// drain gets `UNAVAILABLE` (`grpc-status: 14`), and the process exits at once.
+#[tokio::test]
+async fn the_tonic_example_reports_health_and_ends_watch_streams_cleanly() {
+    use tonic::transport::Channel;
+    use tonic::Code;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let mut server = Running::start(
+        "tonic",
+        &[
+            ("UNREADY_MS", UNREADY_MS.to_string()),
+            ("GRACE_MS", "30000".to_string()),
+        ],
+    )
+    .await;
+    let channel = Channel::from_shared(format!("http://{}", server.addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let check = client.check(HealthCheckRequest::default()).await.unwrap();
+    assert_eq!(check.into_inner().status(), ServingStatus::Serving);
+    let mut watch = client
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = bounded("the first health", watch.message()).await.unwrap();
+    assert_eq!(first.unwrap().status(), ServingStatus::Serving);
+
+    let signalled = Instant::now();
+    server.terminate();
+    assert_eq!(server.line("phase:").await, "phase: unready");
+    let unready = bounded("NOT_SERVING", watch.message()).await.unwrap();
+    assert_eq!(unready.unwrap().status(), ServingStatus::NotServing);
+
+    // Draining: the watch ends with a clean status, not a cut connection.
+    let end = bounded("the end of the watch", watch.message())
+        .await
+        .unwrap_err();
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert_eq!(end.message(), "server is draining");
+    // The pool was empty once the watch ended: the server has drained, and is gone.
+    let report = server.line("drained in").await;
+    assert!(report.contains("0 cancelled"), "{report}");
+    let status = bounded("the process exits", server.child.wait())
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        signalled.elapsed() < Duration::from_millis(UNREADY_MS + 1_500),
+        "not held for the grace period: {:?}",
+        signalled.elapsed()
+    );
+}
+
+/// A call on a new connection while the tonic example drains gets `UNAVAILABLE`: a call that
+/// never ends (a `Watch` on a pool that does not end it) keeps it draining meanwhile.
+#[tokio::test]
+async fn the_tonic_example_refuses_new_calls_with_unavailable_while_draining() {
+    use tonic::transport::Channel;
+    use tonic::Code;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let mut server = Running::start(
+        "tonic",
+        &[
+            ("UNREADY_MS", "0".to_string()),
+            ("GRACE_MS", "1500".to_string()),
+        ],
+    )
+    .await;
+    let addr = server.addr();
+    // A call that never ends: its request message never finishes arriving, so the handler
+    // never answers, and the pool stays draining until the grace period is over.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let (_sender, body) = open_body();
+    let request = http::Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    let held = h2.send_request(request);
+    // Streams of one connection reach the service in order: once a later call on the same
+    // connection is answered, the held one is counted.
+    let check = http::Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(full_body(&[0, 0, 0, 0, 0]))
+        .unwrap();
+    let mut h2_check = h2.clone();
+    let held = tokio::spawn(held);
+    let answered = h2_check.send_request(check).await.unwrap();
+    assert_eq!(answered.status(), http::StatusCode::OK);
+
+    server.terminate();
+    // No unready period: straight to draining.
+    assert_eq!(server.line("phase:").await, "phase: draining");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(refused.message(), "service is draining");
+    let report = server.line("grace period over").await;
+    assert!(report.ends_with("1 abandoned"), "{report}");
+    bounded("the process exits", server.child.wait())
+        .await
+        .unwrap();
+    held.abort();
+}
+
+/// A request body of `bytes`, in the same body type as `open_body`'s.
+fn full_body(
+    bytes: &'static [u8],
+) -> http_body_util::StreamBody<
+    tokio_stream::wrappers::ReceiverStream<
+        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >,
+> {
+    let (sender, body) = open_body();
+    sender
+        .try_send(Ok(http_body::Frame::data(bytes::Bytes::from_static(bytes))))
+        .unwrap();
+    body
+}
+
+/// A request body that stays open until its sender is dropped.
+fn open_body() -> (
+    tokio::sync::mpsc::Sender<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>>,
+    http_body_util::StreamBody<
+        tokio_stream::wrappers::ReceiverStream<
+            Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+        >,
+    >,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let body =
+        http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    (sender, body)
+}

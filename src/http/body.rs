@@ -1,14 +1,17 @@
 //! `DrainBody`: keeps a request counted until its response body ends.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::guard::{CancelOnDrop, Guard};
+use crate::wait::Draining;
 
 pin_project! {
     /// A response body that keeps its request counted in the pool until it ends.
@@ -61,6 +64,16 @@ pin_project! {
         Full {
             data: Option<Bytes>,
         },
+        // A body that ends when draining begins (`end_streams_when_draining`): gRPC ones with
+        // an `UNAVAILABLE` status in trailers.
+        Ending {
+            #[pin]
+            body: B,
+            draining: Pin<Box<Draining>>,
+            grpc: bool,
+        },
+        // Ended by the drain.
+        Ended,
     }
 }
 
@@ -72,6 +85,21 @@ impl<B: Body> DrainBody<B> {
         let guard = guard.filter(|_| !body.is_end_stream());
         Self {
             kind: Kind::Inner { body },
+            guard: CancelOnDrop::new(guard),
+        }
+    }
+}
+
+impl<B: Body> DrainBody<B> {
+    /// A body that ends early when draining begins, still counted until it ends.
+    pub(crate) fn ending(body: B, guard: Option<Guard>, draining: Draining, grpc: bool) -> Self {
+        let guard = guard.filter(|_| !body.is_end_stream());
+        Self {
+            kind: Kind::Ending {
+                body,
+                draining: Box::pin(draining),
+                grpc,
+            },
             guard: CancelOnDrop::new(guard),
         }
     }
@@ -101,27 +129,48 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        match this.kind.project() {
+        let mut this = self.project();
+        let trailers = match this.kind.as_mut().project() {
             KindProj::Inner { mut body } => {
                 let frame = ready!(body.as_mut().poll_frame(cx));
                 if is_last(&frame, &*body) {
                     // The body is done: the request leaves the pool as completed.
                     drop(this.guard.take());
                 }
-                Poll::Ready(frame)
+                return Poll::Ready(frame);
             }
             KindProj::Full { data } => {
-                Poll::Ready(data.take().map(|data| Ok(Frame::data(data.into()))))
+                return Poll::Ready(data.take().map(|data| Ok(Frame::data(data.into()))));
             }
-        }
+            KindProj::Ended => return Poll::Ready(None),
+            KindProj::Ending {
+                mut body,
+                draining,
+                grpc,
+            } => {
+                if draining.as_mut().poll(cx).is_pending() {
+                    let frame = ready!(body.as_mut().poll_frame(cx));
+                    if is_last(&frame, &*body) {
+                        drop(this.guard.take());
+                    }
+                    return Poll::Ready(frame);
+                }
+                grpc.then(unavailable)
+            }
+        };
+        // Draining began while the body was still going: it ends here, on purpose, so the
+        // request is complete. The inner body is dropped unfinished.
+        drop(this.guard.take());
+        this.kind.set(Kind::Ended);
+        Poll::Ready(trailers.map(|trailers| Ok(Frame::trailers(trailers))))
     }
 
     #[inline]
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Inner { body } | Kind::Ending { body, .. } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
+            Kind::Ended => true,
         }
     }
 
@@ -129,15 +178,29 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
+            // It may end early, so nothing is promised beyond what is sent.
+            Kind::Ending { .. } => SizeHint::default(),
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Kind::Ended => SizeHint::with_exact(0),
         }
     }
 }
 
 /// Whether `frame`, just polled from `body`, ends it: the end, an error, trailers, or a frame
 /// after which the body reports its end. Everything a body wrapper must release on.
+/// The trailers of a gRPC stream the drain ended: `UNAVAILABLE`, so clients retry elsewhere.
+fn unavailable() -> HeaderMap {
+    let mut trailers = HeaderMap::with_capacity(2);
+    trailers.insert("grpc-status", HeaderValue::from_static("14"));
+    trailers.insert(
+        "grpc-message",
+        HeaderValue::from_static("server is draining"),
+    );
+    trailers
+}
+
 #[inline]
 pub(crate) fn is_last<B: Body>(frame: &Option<Result<Frame<B::Data>, B::Error>>, body: &B) -> bool {
     match frame {

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use super::body::DrainBody;
 use super::reject;
 use crate::guard::{CancelOnDrop, Guard};
+use crate::wait::Draining;
 
 pin_project! {
     /// The response future of [`HttpDrainService`](crate::HttpDrainService).
@@ -58,6 +59,16 @@ pin_project! {
             // A `HEAD` request: its response has no body, whatever the service returns.
             head: bool,
         },
+        // `end_streams_when_draining`: as `Called`, with a body that ends when draining
+        // begins. `None` once resolved.
+        Ending {
+            #[pin]
+            future: F,
+            guard: CancelOnDrop,
+            close: Close,
+            head: bool,
+            ending: Option<(Draining, bool)>,
+        },
         Refused {
             response: Option<Response<Bytes>>,
         },
@@ -99,6 +110,27 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    /// As `counted` (or `exempt`, without a guard), with a body that ends when draining
+    /// begins: gRPC ones with `UNAVAILABLE` trailers.
+    pub(crate) fn ending(
+        future: F,
+        guard: Option<Guard>,
+        close: Close,
+        head: bool,
+        draining: Draining,
+        grpc: bool,
+    ) -> Self {
+        Self {
+            state: State::Ending {
+                future,
+                guard: CancelOnDrop::new(guard),
+                close,
+                head,
+                ending: Some((draining, grpc)),
+            },
+        }
+    }
+
     pub(crate) fn refused(response: Response<Bytes>) -> Self {
         Self {
             state: State::Refused {
@@ -126,22 +158,31 @@ where
                 head,
             } => {
                 let result = ready!(future.poll(cx));
-                // Taken before the `?`: an inner error ends the request as completed.
+                // Taken before the `?` in `respond`: an inner error ends the request as
+                // completed.
                 let guard = guard.take();
-                let mut response = result?;
-                if should_close(*close, guard.as_ref()) {
-                    reject::add_connection_close(&mut response, true);
-                }
-                if *head || has_no_body(response.status()) {
-                    // The head is the whole response (RFC 9110, sections 9.3.2, 15.3.5 and
-                    // 15.4.5), and servers drop such bodies unpolled: that is no client gone.
-                    // The request completes now, as one with an empty body does.
-                    drop(guard);
-                    return Poll::Ready(Ok(response.map(|body| DrainBody::counted(body, None))));
-                }
-                // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive
-                // clients to reconnect elsewhere. Or picked by gradual closing.
-                Poll::Ready(Ok(response.map(|body| DrainBody::counted(body, guard))))
+                Poll::Ready(respond(result, guard, *close, *head, DrainBody::counted))
+            }
+            StateProj::Ending {
+                future,
+                guard,
+                close,
+                head,
+                ending,
+            } => {
+                let result = ready!(future.poll(cx));
+                let guard = guard.take();
+                let ending = ending.take();
+                Poll::Ready(respond(
+                    result,
+                    guard,
+                    *close,
+                    *head,
+                    |body, guard| match ending {
+                        Some((draining, grpc)) => DrainBody::ending(body, guard, draining, grpc),
+                        None => DrainBody::counted(body, guard),
+                    },
+                ))
             }
             StateProj::Refused { response } => Poll::Ready(Ok(refusal(response))),
         }
@@ -150,6 +191,28 @@ where
 
 /// The refusal's response, out of line: keeping the rare path out of `poll` lets the compiler
 /// inline the common one into the server's future and avoid copying the response around.
+/// The response of an admitted (or exempt) request, its body wrapped by `wrap`.
+#[inline]
+fn respond<B, E>(
+    result: Result<Response<B>, E>,
+    guard: Option<Guard>,
+    close: Close,
+    head: bool,
+    wrap: impl FnOnce(B, Option<Guard>) -> DrainBody<B>,
+) -> Result<Response<DrainBody<B>>, E> {
+    let mut response = result?;
+    // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive clients to
+    // reconnect elsewhere. Or picked by gradual closing.
+    if should_close(close, guard.as_ref()) {
+        reject::add_connection_close(&mut response, true);
+    }
+    // The head is the whole response (RFC 9110, sections 9.3.2, 15.3.5 and 15.4.5), and
+    // servers drop such bodies unpolled: that is no client gone. The request completes now,
+    // as one with an empty body does.
+    let guard = guard.filter(|_| !head && !has_no_body(response.status()));
+    Ok(response.map(|body| wrap(body, guard)))
+}
+
 /// Whether a response to an admitted HTTP/1.x request asks its client to reconnect: accepted
 /// before the drain and answered during it, or picked by gradual closing.
 #[inline]
@@ -184,8 +247,10 @@ fn refusal<B>(response: &mut Option<Response<Bytes>>) -> Response<DrainBody<B>> 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Called { guard, .. } if guard.get().is_some() => "counted",
-            State::Called { .. } => "exempt",
+            State::Called { guard, .. } | State::Ending { guard, .. } if guard.get().is_some() => {
+                "counted"
+            }
+            State::Called { .. } | State::Ending { .. } => "exempt",
             State::Refused { .. } => "refused",
         };
         f.debug_struct("ResponseFuture")

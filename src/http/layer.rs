@@ -15,8 +15,8 @@ use crate::drain::Drain;
 
 /// A refusal hook: builds the response for a request refused while draining.
 pub(crate) type RejectFn = dyn Fn(&Parts) -> Response<Bytes> + Send + Sync;
-/// An exemption test: matching requests are neither counted nor refused.
-pub(crate) type ExemptFn = dyn Fn(&Parts) -> bool + Send + Sync;
+/// A test of a request's head: which requests are exempt, or end their streams on drain.
+pub(crate) type RequestTest = dyn Fn(&Parts) -> bool + Send + Sync;
 
 /// What every service made by one layer shares, behind one `Arc` so that cloning a service
 /// (hyper-util and axum clone it per request) is one reference-count increment.
@@ -25,7 +25,9 @@ pub(crate) struct Settings {
     pub(crate) drain: Drain,
     pub(crate) retry_after: Option<HeaderValue>,
     pub(crate) reject_with: Option<Arc<RejectFn>>,
-    pub(crate) exempt: Option<Arc<ExemptFn>>,
+    pub(crate) exempt: Option<Arc<RequestTest>>,
+    /// Requests whose response bodies end when draining begins.
+    pub(crate) end_streams: Option<Arc<RequestTest>>,
     /// Put a [`DrainSignal`](crate::DrainSignal) in each request's extensions.
     pub(crate) request_signal: bool,
     /// Close HTTP/1.x connections gradually while unready.
@@ -91,6 +93,7 @@ impl HttpDrainLayer {
                 retry_after: None,
                 reject_with: None,
                 exempt: None,
+                end_streams: None,
                 request_signal: false,
                 gradual: None,
             }),
@@ -161,6 +164,39 @@ impl HttpDrainLayer {
         F: Fn(&Parts) -> bool + Send + Sync + 'static,
     {
         Arc::make_mut(&mut self.settings).exempt = Some(Arc::new(exempt));
+        self
+    }
+
+    /// Ends the response bodies of requests for which `test` returns `true` when draining
+    /// begins: a gRPC stream ends with trailers `grpc-status: 14` (`UNAVAILABLE`), so its
+    /// client reconnects elsewhere with a clean status, and any other body simply ends.
+    ///
+    /// For endless streams you cannot change, such as the standard gRPC health service's
+    /// `Watch` (tonic-health): without it, such a stream holds the drain until the grace
+    /// period ends and is then cut, which its client sees as an HTTP/2 protocol error. A
+    /// stream ended this way counts as completed. It works for exempt requests too. For
+    /// handlers of your own, [`with_request_signal`](Self::with_request_signal) lets them end
+    /// their streams themselves. An HTTP/1.1 body with a `content-length` ended early reaches
+    /// its client cut short: use it for streams.
+    ///
+    /// It costs, for matching requests only, a reference-count increment and an allocation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let watch = |request: &http::request::Parts| {
+    ///     request.uri.path() == "/grpc.health.v1.Health/Watch"
+    /// };
+    /// let layer = tower_drain::Drain::new()
+    ///     .http_layer()
+    ///     .end_streams_when_draining(watch);
+    /// # drop(layer);
+    /// ```
+    pub fn end_streams_when_draining<F>(mut self, test: F) -> Self
+    where
+        F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.settings).end_streams = Some(Arc::new(test));
         self
     }
 
@@ -236,7 +272,10 @@ impl Settings {
     /// Whether any option acts on each request before it is admitted.
     #[inline]
     pub(crate) fn has_request_options(&self) -> bool {
-        self.exempt.is_some() || self.request_signal || self.gradual.is_some()
+        self.exempt.is_some()
+            || self.request_signal
+            || self.gradual.is_some()
+            || self.end_streams.is_some()
     }
 }
 
@@ -263,6 +302,7 @@ impl fmt::Debug for Settings {
             .field("exempt", &self.exempt.is_some())
             .field("request_signal", &self.request_signal)
             .field("gradual_close", &self.gradual.is_some())
+            .field("end_streams_when_draining", &self.end_streams.is_some())
             .finish()
     }
 }

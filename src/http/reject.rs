@@ -20,7 +20,8 @@ pub(crate) fn is_http1(version: Version) -> bool {
     )
 }
 
-fn is_grpc(parts: &Parts) -> bool {
+/// Whether a request speaks gRPC (or gRPC-Web).
+pub(crate) fn is_grpc(parts: &Parts) -> bool {
     parts
         .headers
         .get(CONTENT_TYPE)

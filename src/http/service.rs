@@ -133,15 +133,25 @@ impl<S> HttpDrainService<S> {
             let signal = DrainSignal::new(settings.drain.clone());
             request.extensions_mut().insert(signal);
         }
-        if let Some(exempt) = &settings.exempt {
-            let (parts, body) = request.into_parts();
-            let exempted = exempt(&parts);
-            request = Request::from_parts(parts, body);
-            if exempted {
-                // So that a `RecordRequestsLayer` inside never names it in a report.
-                request.extensions_mut().insert(NotCounted);
-                return ResponseFuture::exempt(self.inner.call(request));
-            }
+        let (parts, body) = request.into_parts();
+        let exempted = settings
+            .exempt
+            .as_ref()
+            .is_some_and(|exempt| exempt(&parts));
+        let ending = (settings.end_streams.as_ref())
+            .is_some_and(|test| test(&parts))
+            .then(|| (settings.drain.draining(), reject::is_grpc(&parts)));
+        request = Request::from_parts(parts, body);
+        if exempted {
+            // So that a `RecordRequestsLayer` inside never names it in a report.
+            request.extensions_mut().insert(NotCounted);
+            let future = self.inner.call(request);
+            return match ending {
+                Some((draining, grpc)) => {
+                    ResponseFuture::ending(future, None, Close::Never, false, draining, grpc)
+                }
+                None => ResponseFuture::exempt(future),
+            };
         }
         let close = if !reject::is_http1(request.version()) {
             Close::Never
@@ -152,7 +162,17 @@ impl<S> HttpDrainService<S> {
         } else {
             Close::IfDraining
         };
-        self.admit(request, close)
+        match ending {
+            None => self.admit(request, close),
+            Some((draining, grpc)) => match settings.drain.try_guard() {
+                Ok(guard) => {
+                    let head = request.method() == http::Method::HEAD;
+                    let future = self.inner.call(request);
+                    ResponseFuture::ending(future, Some(guard), close, head, draining, grpc)
+                }
+                Err(_) => refuse(request, &self.settings),
+            },
+        }
     }
 }
 

@@ -144,9 +144,12 @@ impl Shared {
     }
 
     /// Marks the pool unready for `period`: the first step of a shutdown. Returns the cycle
-    /// it began in.
+    /// it began in. A zero period has no unready step: the pool goes straight to draining.
     pub(crate) fn begin_unready(&self, period: Duration) -> u64 {
         let mut control = self.lock_control();
+        if period.is_zero() {
+            return control.cycle;
+        }
         // Before the flag, so that whoever sees the flag finds the window too.
         control.unready_window = Some((Instant::now(), period));
         // AcqRel: pairs with the Acquire loads in `phase` and `unready_progress`.
