@@ -356,14 +356,11 @@ async fn the_tonic_example_refuses_new_calls_with_unavailable_while_draining() {
     held.abort();
 }
 
+type Frame = Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>;
+type OpenBody = http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<Frame>>;
+
 /// A request body of `bytes`, in the same body type as `open_body`'s.
-fn full_body(
-    bytes: &'static [u8],
-) -> http_body_util::StreamBody<
-    tokio_stream::wrappers::ReceiverStream<
-        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
-    >,
-> {
+fn full_body(bytes: &'static [u8]) -> OpenBody {
     let (sender, body) = open_body();
     sender
         .try_send(Ok(http_body::Frame::data(bytes::Bytes::from_static(bytes))))
@@ -372,14 +369,7 @@ fn full_body(
 }
 
 /// A request body that stays open until its sender is dropped.
-fn open_body() -> (
-    tokio::sync::mpsc::Sender<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>>,
-    http_body_util::StreamBody<
-        tokio_stream::wrappers::ReceiverStream<
-            Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
-        >,
-    >,
-) {
+fn open_body() -> (tokio::sync::mpsc::Sender<Frame>, OpenBody) {
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
     let body =
         http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
