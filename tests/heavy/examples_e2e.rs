@@ -3,6 +3,7 @@
 //! never ends, and SIGTERM. What the README promises is checked with the timings it gives.
 #![cfg(all(unix, feature = "serve", feature = "signal"))]
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::path::PathBuf;
@@ -26,7 +27,13 @@ pub fn example(name: &str) -> PathBuf {
     let profile = deps.parent().unwrap().parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = std::process::Command::new(cargo);
-    build.args(["build", "--quiet", "--example", name, "--all-features"]);
+    // The tonic example is the `integration` member's (it needs tonic); the others the crate's.
+    let package = if name == "tonic" {
+        "tower-drain-integration"
+    } else {
+        "tower-drain"
+    };
+    build.args(["build", "--quiet", "-p", package, "--example", name, "--all-features"]);
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }

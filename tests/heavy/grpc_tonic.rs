@@ -2,6 +2,7 @@
 //! client over HTTP/2 on 127.0.0.1. Every wait is bounded by a timeout only a bug can reach.
 #![cfg(feature = "http")]
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! tonic-health's generated `Health` trait by hand, so no protoc is needed.
 #![cfg(feature = "http")]
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::future::IntoFuture;

@@ -4,6 +4,7 @@
 //! response and is kept counted by a guard until it closes.
 #![cfg(feature = "axum")]
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::convert::Infallible;

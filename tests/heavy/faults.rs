@@ -4,6 +4,7 @@
 //! finishing. Every wait is bounded by a timeout that only a bug can reach.
 #![cfg(feature = "http")]
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::future::IntoFuture;
