@@ -43,16 +43,18 @@ async fn main() {
         .route_service("/ready", drain.readiness());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    // The server keeps its listener open while the pool drains, so late clients get a clear
-    // 503 rather than a refused connection, and shuts down once the pool is empty.
+    // `serve` runs the shutdown when told to: the listener stays open while the pool drains,
+    // so late clients get a clear 503 rather than a refused connection, and the server closes
+    // once the pool is empty and its responses are written.
+    let (begin_shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = drain
+        .shutdown()
+        .unready_for(Duration::from_millis(50))
+        .grace(Duration::from_secs(5));
     let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown({
-                let drain = drain.clone();
-                async move {
-                    drain.draining().await;
-                    drain.until_empty().await;
-                }
+        tower_drain::serve(listener, app, shutdown)
+            .with_graceful_shutdown(async {
+                signal.await.ok();
             })
             .into_future(),
     );
@@ -73,13 +75,7 @@ async fn main() {
     drain.until(|s| s.in_flight == 5).await;
     log(format!("5 requests in flight: {drain:?}"));
 
-    let shutdown = tokio::spawn(
-        drain
-            .shutdown()
-            .unready_for(Duration::from_millis(50))
-            .grace(Duration::from_secs(5))
-            .into_future(),
-    );
+    begin_shutdown.send(()).unwrap();
     let mut phases = drain.watch_phase();
     phases.wait_for(|p| *p == Phase::Unready).await.unwrap();
     let ready = client
@@ -133,14 +129,12 @@ async fn main() {
         ));
     }
     waiter.await.unwrap();
-    let report = shutdown.await.unwrap();
-    log(format!("shutdown report: {report}"));
-    tokio::time::timeout(Duration::from_secs(5), server)
+    let report = tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("the server exits")
         .unwrap()
         .unwrap();
-    log("the server has exited".into());
+    log(format!("the server has exited; shutdown report: {report}"));
 
     let s = drain.snapshot();
     println!(

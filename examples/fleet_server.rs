@@ -11,7 +11,6 @@
 //! (10000), and `TOWER_DRAIN=off` for the control run: no layer, a readiness route that always
 //! answers `200`, and only axum's own graceful shutdown on the signal.
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -88,16 +87,10 @@ async fn main() -> std::io::Result<()> {
         .layer(drain.http_layer())
         // After the layer, so never refused: it must say 503 itself while draining.
         .route_service("/ready", drain.readiness());
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(drain.draining())
-            .into_future(),
-    );
-
-    signal::terminate().await;
-    let report = drain.shutdown().unready_for(unready).grace(grace).await;
+    let shutdown = drain.shutdown().unready_for(unready).grace(grace);
+    let report = tower_drain::serve(listener, app, shutdown)
+        .with_graceful_shutdown(signal::terminate())
+        .await?;
     eprintln!("[{pid}] {report}");
-    // Every request is done or abandoned; give the server a moment to close its connections.
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     Ok(())
 }

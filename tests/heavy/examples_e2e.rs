@@ -33,7 +33,15 @@ pub fn example(name: &str) -> PathBuf {
     } else {
         "tower-drain"
     };
-    build.args(["build", "--quiet", "-p", package, "--example", name, "--all-features"]);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        package,
+        "--example",
+        name,
+        "--all-features",
+    ]);
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }
