@@ -252,6 +252,10 @@ impl Shutdown {
         crate::metrics_reporter::record_shutdown(&report);
         match end {
             End::TimedOut => {
+                // Relaxed: a hint for the log line of the `Drained` that follows.
+                shared
+                    .abandoned
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 trace::warning!(abandoned = report.still_in_flight, "{report}");
                 #[cfg(feature = "tracing")]
                 for request in &report.abandoned {

@@ -294,7 +294,7 @@ async fn twenty_thousand_requests_through_five_drains_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a soak of minutes: cargo test --release --test load -- --ignored"]
+#[ignore = "a soak of 1,000,000 requests (about 12 s in release): cargo test --release --test load -- --ignored"]
 async fn soak_a_million_requests() {
     load_while_draining(1_000_000).await;
 }

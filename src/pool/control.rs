@@ -108,6 +108,8 @@ impl Shared {
         control.unready_window = None;
         // AcqRel: Release pairs with the Acquire load in `phase`; under the lock anyway.
         let was_unready = self.unready.swap(false, Ordering::AcqRel);
+        // Relaxed: a hint for the log line alone.
+        self.abandoned.store(false, Ordering::Relaxed);
         if was_draining || was_unready || control.shutdown.is_some() {
             // A running shutdown ends; a later one runs the whole procedure afresh.
             control.cycle += 1;

@@ -111,6 +111,9 @@ pub(crate) struct Shared {
     pub(crate) resumed: Notify,
     /// Set from `Unready` until `resume`: the readiness check answers `503`.
     unready: AtomicBool,
+    /// Set when a shutdown's grace period ran out with work in flight, until `resume`: the
+    /// `Drained` that follows is the abandoned work being dropped, and is logged as such.
+    pub(crate) abandoned: AtomicBool,
     /// Phase changes, children, the shutdown in progress: see `control.rs`.
     control: Mutex<Control>,
     /// The phase as last published to `watch_phase` receivers; a new sender each life.
@@ -138,6 +141,7 @@ impl Shared {
             draining: Notify::new(),
             resumed: Notify::new(),
             unready: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             control: Mutex::new(Control::default()),
             phase_tx: Mutex::new(watch::Sender::new(Phase::Serving)),
             record: Record::default(),
@@ -209,6 +213,7 @@ impl Shared {
         // Relaxed: handed to the next owner through the free list's mutex.
         self.parent.store(0, Ordering::Relaxed);
         self.unready.store(false, Ordering::Relaxed);
+        self.abandoned.store(false, Ordering::Relaxed);
         *self.lock_waiters() = WaiterCounts::default();
         *self.lock_control() = Control::default();
         // A new sender: the old one's receivers see the channel close, and no receiver ever
@@ -437,7 +442,13 @@ impl Shared {
             *published = now;
             changed
         });
-        if changed {
+        // Relaxed: a hint for the log line alone.
+        if changed && now == Phase::Drained && self.abandoned.load(Ordering::Relaxed) {
+            trace::info!(
+                phase = now.as_str(),
+                "phase changed: the requests abandoned at the deadline were dropped"
+            );
+        } else if changed {
             trace::info!(
                 phase = now.as_str(),
                 in_flight = state::in_flight(self.state.load()),
