@@ -533,10 +533,12 @@ impl Drain {
 
     /// Waits until draining begins: ready at once if it already has.
     ///
-    /// Hand it to a server's own graceful shutdown so the server stops accepting connections
-    /// when the pool stops accepting requests, e.g.
-    /// `axum::serve(listener, app).with_graceful_shutdown(drain.draining())`, or select on it
-    /// in a long-lived handler to end a stream early.
+    /// Select on it in a long-lived handler to end a stream early. `tower_drain::serve` (feature `serve`)
+    /// watches it to send HTTP/2 clients `GOAWAY`. Handed to a server's own graceful shutdown
+    /// (`axum::serve(listener, app).with_graceful_shutdown(drain.draining())`), it closes the
+    /// listener when draining begins: new clients are then refused at the TCP level rather
+    /// than answered with `503`, and the server waits for its connections without a bound;
+    /// prefer `serve`.
     ///
     /// # Cancel safety
     ///

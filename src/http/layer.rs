@@ -50,7 +50,7 @@ pub(crate) struct Settings {
 ///   layer fits axum's `Infallible` services (`Router::layer`, `route_layer`).
 /// - While draining, HTTP/1.x responses carry `Connection: close`, so keep-alive clients move
 ///   to another instance. HTTP/2 responses never carry connection headers; there the server's
-///   own graceful shutdown sends `GOAWAY` (wire [`Drain::draining`] into it).
+///   graceful shutdown sends `GOAWAY` (`tower_drain::serve` (feature `serve`) does when draining begins).
 ///
 /// # Examples
 ///
