@@ -280,3 +280,27 @@ async fn absurd_durations_are_well_defined() {
     let report = drain.shutdown().progress_every(Duration::MAX).await;
     assert!(!report.timed_out());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_report_counts_work_cancelled_during_the_shutdown() {
+    let drain = Drain::new();
+    // An SSE client, say, whose response is dropped while the pool drains.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let stream = tokio::spawn(drain.track(async move {
+        rx.await.ok();
+        std::future::pending::<()>().await
+    }));
+    let done = drain.guard();
+    let shutdown = tokio::spawn(drain.shutdown().grace(GRACE).into_future());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(done);
+    stream.abort(); // the client went away
+    drop(tx);
+    let report = shutdown.await.unwrap();
+    assert_eq!((report.completed, report.cancelled), (1, 1));
+    assert!(!report.timed_out());
+    assert!(
+        report.to_string().ends_with("1 completed, 1 cancelled, 0 rejected"),
+        "{report}"
+    );
+}
