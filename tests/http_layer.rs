@@ -239,6 +239,8 @@ async fn retry_after_rounds_up_to_whole_seconds() {
     for (after, header) in [
         (Duration::from_secs(3), "3"),
         (Duration::from_millis(1500), "2"),
+        // Saturated, not wrapped to "come back now" (nor a panic in debug builds).
+        (Duration::MAX, "18446744073709551615"),
     ] {
         let layer = drain.http_layer().retry_after(after);
         let response = full_service(layer, b"hello")

@@ -300,7 +300,9 @@ async fn the_report_counts_work_cancelled_during_the_shutdown() {
     assert_eq!((report.completed, report.cancelled), (1, 1));
     assert!(!report.timed_out());
     assert!(
-        report.to_string().ends_with("1 completed, 1 cancelled, 0 rejected"),
+        report
+            .to_string()
+            .ends_with("1 completed, 1 cancelled, 0 rejected"),
         "{report}"
     );
 }

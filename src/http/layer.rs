@@ -111,7 +111,10 @@ impl HttpDrainLayer {
     /// # drop(layer);
     /// ```
     pub fn retry_after(mut self, after: Duration) -> Self {
-        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        // Saturating: `Duration::MAX` (or anything near it) means "much later", never 0.
+        let seconds = after
+            .as_secs()
+            .saturating_add(u64::from(after.subsec_nanos() > 0));
         Arc::make_mut(&mut self.settings).retry_after = Some(HeaderValue::from(seconds));
         self
     }

@@ -20,12 +20,38 @@ pub(crate) fn is_http1(version: Version) -> bool {
     )
 }
 
+/// The gRPC content type a request speaks, if any: `application/grpc` with any suffix
+/// (`+proto`, `-web`, `-web+proto`, `-web-text`, ...), compared case-insensitively as media
+/// types are (RFC 9110, section 8.3.1).
+fn grpc_content_type(parts: &Parts) -> Option<&HeaderValue> {
+    const GRPC: &[u8] = b"application/grpc";
+    let value = parts.headers.get(CONTENT_TYPE)?;
+    let bytes = value.as_bytes();
+    (bytes.len() >= GRPC.len() && bytes[..GRPC.len()].eq_ignore_ascii_case(GRPC)).then_some(value)
+}
+
 /// Whether a request speaks gRPC (or gRPC-Web).
 pub(crate) fn is_grpc(parts: &Parts) -> bool {
-    parts
-        .headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+    grpc_content_type(parts).is_some()
+}
+
+/// The content type of a gRPC refusal: gRPC-Web clients are answered in their own protocol,
+/// the others as `application/grpc`.
+fn refusal_content_type(request: &HeaderValue) -> HeaderValue {
+    const WEB: &[u8] = b"application/grpc-web";
+    let bytes = request.as_bytes();
+    if bytes.len() >= WEB.len() && bytes[..WEB.len()].eq_ignore_ascii_case(WEB) {
+        // `-web-text` bodies are base64, `-web` binary; a trailers-only answer has no body,
+        // so the client's own type (without parameters) is the one it expects back.
+        let essence = bytes.split(|&b| b == b';').next().unwrap_or(bytes);
+        let end = (essence.iter())
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |last| last + 1);
+        HeaderValue::from_bytes(&essence[..end])
+            .unwrap_or(HeaderValue::from_static("application/grpc-web"))
+    } else {
+        HeaderValue::from_static("application/grpc")
+    }
 }
 
 /// The refusal for `parts`: the layer's hook, or `503` with an empty body, or for gRPC a
@@ -34,12 +60,13 @@ pub(crate) fn refusal(parts: &Parts, settings: &Settings) -> Response<Bytes> {
     let http1 = is_http1(parts.version);
     let mut response = if let Some(reject) = &settings.reject_with {
         reject(parts)
-    } else if is_grpc(parts) {
+    } else if let Some(content_type) = grpc_content_type(parts) {
         // A trailers-only response: the status travels in the headers of an empty body,
-        // which tonic and grpc-go read as the call's status.
+        // which tonic, grpc-go and gRPC-Web clients read as the call's status.
         let mut response = Response::new(Bytes::new());
+        let content_type = refusal_content_type(content_type);
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(CONTENT_TYPE, content_type);
         headers.insert("grpc-status", GRPC_UNAVAILABLE);
         headers.insert("grpc-message", GRPC_MESSAGE);
         add_connection_close(&mut response, http1);

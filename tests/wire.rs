@@ -1,0 +1,93 @@
+//! Refusals on the wire, from a real axum server to a real hyper client: what a client reads
+//! in a `503` or a gRPC refusal, whatever its request looked like.
+#![cfg(feature = "http")]
+
+mod support;
+
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+use tokio::net::TcpListener;
+use tower_drain::{Drain, HttpDrainLayer};
+
+use support::{get_request, http1_connection};
+
+/// A draining axum server behind `layer`; its address.
+async fn draining_server(drain: &Drain, layer: HttpDrainLayer) -> std::net::SocketAddr {
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route("/pkg.Service/Method", post(|| async { "never" }))
+        .layer(layer);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    drain.start_draining();
+    addr
+}
+
+fn grpc_request(content_type: &str) -> Request<Empty<Bytes>> {
+    Request::post("http://localhost/pkg.Service/Method")
+        .header(CONTENT_TYPE, content_type)
+        .body(Empty::new())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn retry_after_duration_max_tells_clients_to_come_back_much_later() {
+    let drain = Drain::new();
+    let addr = draining_server(&drain, drain.http_layer().retry_after(Duration::MAX)).await;
+    let mut client = http1_connection(addr).await;
+    let response = client.send_request(get_request("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Not `0` ("come back now"), and no panic in a debug build.
+    assert_eq!(response.headers()[RETRY_AFTER], u64::MAX.to_string());
+}
+
+#[tokio::test]
+async fn grpc_content_types_are_recognised_whatever_their_case() {
+    let drain = Drain::new();
+    let addr = draining_server(&drain, drain.http_layer()).await;
+    for content_type in [
+        "Application/GRPC",
+        "APPLICATION/grpc+proto",
+        "application/gRPC",
+    ] {
+        let mut client = http1_connection(addr).await;
+        let response = client
+            .send_request(grpc_request(content_type))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+        assert_eq!(response.headers()["grpc-status"], "14", "{content_type}");
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/grpc");
+    }
+}
+
+#[tokio::test]
+async fn grpc_web_refusals_answer_in_the_grpc_web_content_type() {
+    let drain = Drain::new();
+    let addr = draining_server(&drain, drain.http_layer()).await;
+    for (content_type, answered) in [
+        ("application/grpc-web", "application/grpc-web"),
+        ("application/grpc-web+proto", "application/grpc-web+proto"),
+        ("application/grpc-web-text", "application/grpc-web-text"),
+        (
+            "application/grpc-web-text+proto; charset=utf-8",
+            "application/grpc-web-text+proto",
+        ),
+    ] {
+        let mut client = http1_connection(addr).await;
+        let response = client
+            .send_request(grpc_request(content_type))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+        assert_eq!(response.headers()["grpc-status"], "14", "{content_type}");
+        assert_eq!(response.headers()[CONTENT_TYPE], answered, "{content_type}");
+    }
+}
