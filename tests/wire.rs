@@ -91,3 +91,69 @@ async fn grpc_web_refusals_answer_in_the_grpc_web_content_type() {
         assert_eq!(response.headers()[CONTENT_TYPE], answered, "{content_type}");
     }
 }
+
+/// A refusal needs no capacity: behind a full `ConcurrencyLimit(1)` inside the layer, a request
+/// waiting for the permit when draining begins, and one arriving after, both get their `503`
+/// while the request holding the permit is still running.
+#[tokio::test]
+async fn refusals_never_wait_for_the_inner_services_capacity() {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    let drain = Drain::new();
+    let release = Arc::new(Notify::new());
+    let app = Router::new()
+        .route(
+            "/hold",
+            get({
+                let release = release.clone();
+                move || async move {
+                    release.notified().await;
+                    "released"
+                }
+            }),
+        )
+        .route("/", get(|| async { "hello" }))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .layer(drain.http_layer());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let holder = tokio::spawn(async move {
+        let mut client = http1_connection(addr).await;
+        client.send_request(get_request("/hold")).await
+    });
+    support::bounded("the permit taken", drain.until(|s| s.in_flight == 1)).await;
+    // Waits for the permit: not counted yet, since the layer counts on `call`.
+    let waiting = tokio::spawn(async move {
+        let mut client = http1_connection(addr).await;
+        client.send_request(get_request("/")).await
+    });
+
+    drain.start_draining();
+    let woken = support::bounded("the waiting request's refusal", waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(woken.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let mut client = http1_connection(addr).await;
+    let late = support::bounded(
+        "a late request's refusal",
+        client.send_request(get_request("/")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        !holder.is_finished(),
+        "refused while the permit is still held"
+    );
+
+    release.notify_one();
+    let held = support::bounded("the held request", holder)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.status(), StatusCode::OK);
+}

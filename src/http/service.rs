@@ -1,5 +1,8 @@
 //! `HttpDrainService`.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,12 +14,19 @@ use super::future::{Close, ResponseFuture};
 use super::layer::Settings;
 use super::reject;
 use super::request_signal::DrainSignal;
+use crate::wait::Draining;
 
 /// Counts each HTTP request in a [`Drain`](crate::Drain)'s pool until its response body ends
 /// or is dropped; answers requests that arrive while draining with `503` (gRPC: `UNAVAILABLE`)
 /// without calling the inner service.
 ///
-/// `Error` is the inner service's, and `poll_ready` is the inner one's. Made by
+/// `Error` is the inner service's. `poll_ready` is the inner one's while serving; while
+/// draining it is ready at once, since a refusal needs no capacity of the inner service: a
+/// request arriving behind a full `ConcurrencyLimit`, say, gets its `503` without waiting for
+/// a permit, and a `poll_ready` already waiting for one is woken when draining begins. (A
+/// request whose readiness was decided while draining is refused even if the pool resumes
+/// before it is called. With [`exempt`](crate::HttpDrainLayer::exempt), `poll_ready` stays
+/// the inner one's throughout, since an exempt request may come next.) Made by
 /// [`HttpDrainLayer`](crate::HttpDrainLayer), whose documentation describes the behaviour.
 /// Clones share one pool.
 ///
@@ -41,15 +51,40 @@ use super::request_signal::DrainSignal;
 /// assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 /// # }
 /// ```
-#[derive(Debug, Clone)]
 pub struct HttpDrainService<S> {
     inner: S,
     settings: Arc<Settings>,
+    /// `poll_ready` answered for the drain, not for the inner service: refuse the next call.
+    refusing: bool,
+    /// Made when the inner service is not ready, so that draining wakes the waiting task.
+    draining: Option<Pin<Box<Draining>>>,
+}
+
+// By hand: the readiness state belongs to one instance, as in tower's `LoadShed`.
+impl<S: Clone> Clone for HttpDrainService<S> {
+    fn clone(&self) -> Self {
+        Self::from_settings(self.inner.clone(), self.settings.clone())
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for HttpDrainService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpDrainService")
+            .field("inner", &self.inner)
+            .field("settings", &self.settings)
+            .field("refusing", &self.refusing)
+            .finish()
+    }
 }
 
 impl<S> HttpDrainService<S> {
     pub(crate) fn from_settings(inner: S, settings: Arc<Settings>) -> Self {
-        Self { inner, settings }
+        Self {
+            inner,
+            settings,
+            refusing: false,
+            draining: None,
+        }
     }
 
     /// A reference to the inner service.
@@ -80,11 +115,20 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(ready) => {
+                self.refusing = false;
+                Poll::Ready(ready)
+            }
+            Poll::Pending => self.poll_ready_draining(cx),
+        }
     }
 
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if self.refusing {
+            return self.refuse_unready(request);
+        }
         let settings = &*self.settings;
         if settings.has_request_options() {
             return self.call_with_options(request);
@@ -99,6 +143,34 @@ where
 }
 
 impl<S> HttpDrainService<S> {
+    /// The inner service is not ready: ready anyway once draining, when every request that is
+    /// not exempt is refused without it.
+    #[cold]
+    fn poll_ready_draining<E>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        if self.settings.exempt.is_some() {
+            return Poll::Pending;
+        }
+        let drain = &self.settings.drain;
+        let draining = self
+            .draining
+            .get_or_insert_with(|| Box::pin(drain.draining()));
+        if draining.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.draining = None;
+        self.refusing = true;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Refuses a request for which `poll_ready` answered for the drain: the inner service was
+    /// not ready, so it must not be called, whatever the pool does meanwhile.
+    #[cold]
+    #[inline(never)]
+    fn refuse_unready<ReqBody, F>(&mut self, request: Request<ReqBody>) -> ResponseFuture<F> {
+        self.refusing = false;
+        refuse(request, &self.settings)
+    }
+
     /// Counts `request` and calls the inner service, or refuses it while draining.
     #[inline]
     fn admit<ReqBody, ResBody>(
