@@ -1,9 +1,10 @@
 //! Refusals on the wire, from a real axum server to a real hyper client: what a client reads
 //! in a `503` or a gRPC refusal, whatever its request looked like.
-#![cfg(feature = "http")]
+#![cfg(feature = "serve")]
 
 mod support;
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::routing::{get, post};
@@ -113,12 +114,15 @@ async fn refusals_never_wait_for_the_inner_services_capacity() {
                 }
             }),
         )
-        .route("/", get(|| async { "hello" }))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
-        .layer(drain.http_layer());
+        .route("/", get(|| async { "hello" }));
+    // One limit for the whole server, inside the drain layer.
+    let service = tower::ServiceBuilder::new()
+        .layer(drain.http_layer())
+        .concurrency_limit(1)
+        .service(app);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(tower_drain::serve(listener, service, drain.shutdown()).into_future());
 
     let holder = tokio::spawn(async move {
         let mut client = http1_connection(addr).await;
