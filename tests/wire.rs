@@ -161,3 +161,74 @@ async fn refusals_never_wait_for_the_inner_services_capacity() {
         .unwrap();
     assert_eq!(held.status(), StatusCode::OK);
 }
+
+/// A response whose length is declared is complete once that many bytes are out: HTTP/1.1
+/// servers stop there and may drop the body unpolled, which is no client gone.
+#[tokio::test]
+async fn a_body_of_declared_length_sent_whole_counts_as_completed() {
+    use http_body_util::BodyExt;
+
+    let drain = Drain::new();
+    let app = Router::new()
+        .route(
+            "/declared",
+            get(|| async {
+                // A stream that does not know its length, with the length in the header.
+                let chunks = (0..10)
+                    .map(|_| Ok::<_, std::convert::Infallible>(Bytes::from(vec![b'x'; 1000])));
+                let body = axum::body::Body::from_stream(futures::stream::iter(chunks));
+                ([(http::header::CONTENT_LENGTH, "10000")], body)
+            }),
+        )
+        .layer(drain.http_layer());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut client = http1_connection(addr).await;
+    for round in 1..=3u64 {
+        let response = client.send_request(get_request("/declared")).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 10_000);
+        support::bounded(
+            "the request leaves the pool",
+            drain.until(|s| s.in_flight == 0 && s.started == round),
+        )
+        .await;
+        let snapshot = drain.snapshot();
+        assert_eq!((snapshot.completed, snapshot.cancelled), (round, 0));
+    }
+}
+
+/// A plain hyper `service_fn` answering `HEAD` with a body: hyper sends the head alone, and
+/// the request is complete.
+#[tokio::test]
+async fn a_plain_hyper_service_answering_head_counts_as_completed() {
+    use http_body_util::Full;
+    use tower::ServiceBuilder;
+
+    let drain = Drain::new();
+    let service = ServiceBuilder::new().layer(drain.http_layer()).service_fn(
+        |_: Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+                vec![b'x'; 100_000],
+            ))))
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tower_drain::serve(listener, service, drain.shutdown()).into_future());
+
+    let mut client = http1_connection(addr).await;
+    let head = Request::head("http://localhost/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = client.send_request(head).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    support::bounded(
+        "counted",
+        drain.until(|s| s.in_flight == 0 && s.started == 1),
+    )
+    .await;
+    assert_eq!(drain.snapshot().cancelled, 0);
+}

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -26,7 +26,7 @@ pin_project! {
     ///
     /// ```
     /// use http_body_util::{BodyExt, Full};
-    /// use bytes::Bytes;
+    /// use bytes::{Buf, Bytes};
     /// use http::{Request, Response};
     /// use tower::{service_fn, Layer, ServiceExt};
     ///
@@ -60,6 +60,13 @@ pin_project! {
             #[pin]
             body: B,
         },
+        // An HTTP/1.x body whose length the response declares: the server stops at that many
+        // bytes and may drop the body without polling its end, so reaching it is the end.
+        Sized {
+            #[pin]
+            body: B,
+            remaining: u64,
+        },
         // A refusal's body, sent in one frame.
         Full {
             data: Option<Bytes>,
@@ -91,6 +98,19 @@ impl<B: Body> DrainBody<B> {
 }
 
 impl<B: Body> DrainBody<B> {
+    /// A body of `length` bytes, complete once they are sent, whether or not its end is
+    /// polled.
+    pub(crate) fn sized(body: B, guard: Option<Guard>, length: u64) -> Self {
+        let guard = guard.filter(|_| length > 0 && !body.is_end_stream());
+        Self {
+            kind: Kind::Sized {
+                body,
+                remaining: length,
+            },
+            guard: CancelOnDrop::new(guard),
+        }
+    }
+
     /// A body that ends early when draining begins, still counted until it ends.
     pub(crate) fn ending(body: B, guard: Option<Guard>, draining: Draining, grpc: bool) -> Self {
         let guard = guard.filter(|_| !body.is_end_stream());
@@ -139,6 +159,22 @@ where
                 }
                 return Poll::Ready(frame);
             }
+            KindProj::Sized {
+                mut body,
+                remaining,
+            } => {
+                let frame = ready!(body.as_mut().poll_frame(cx));
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                    let len = data.map_or(0, |data| data.remaining() as u64);
+                    *remaining = remaining.saturating_sub(len);
+                }
+                if *remaining == 0 || is_last(&frame, &*body) {
+                    // Every declared byte is out: the server may stop here without polling
+                    // the end, and that is a complete response, not a client gone.
+                    drop(this.guard.take());
+                }
+                return Poll::Ready(frame);
+            }
             KindProj::Full { data } => {
                 return Poll::Ready(data.take().map(|data| Ok(Frame::data(data.into()))));
             }
@@ -168,7 +204,9 @@ where
     #[inline]
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } | Kind::Ending { body, .. } => body.is_end_stream(),
+            Kind::Inner { body } | Kind::Ending { body, .. } | Kind::Sized { body, .. } => {
+                body.is_end_stream()
+            }
             Kind::Full { data } => data.is_none(),
             Kind::Ended => true,
         }
@@ -177,7 +215,7 @@ where
     #[inline]
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
+            Kind::Inner { body } | Kind::Sized { body, .. } => body.size_hint(),
             // It may end early, so nothing is promised beyond what is sent.
             Kind::Ending { .. } => SizeHint::default(),
             Kind::Full { data } => {

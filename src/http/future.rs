@@ -161,7 +161,16 @@ where
                 // Taken before the `?` in `respond`: an inner error ends the request as
                 // completed.
                 let guard = guard.take();
-                Poll::Ready(respond(result, guard, *close, *head, DrainBody::counted))
+                Poll::Ready(respond(
+                    result,
+                    guard,
+                    *close,
+                    *head,
+                    |body, guard, length| match length {
+                        Some(length) => DrainBody::sized(body, guard, length),
+                        None => DrainBody::counted(body, guard),
+                    },
+                ))
             }
             StateProj::Ending {
                 future,
@@ -178,7 +187,8 @@ where
                     guard,
                     *close,
                     *head,
-                    |body, guard| match ending {
+                    // A stream to end on drain: its declared length, if any, is not relied on.
+                    |body, guard, _| match ending {
                         Some((draining, grpc)) => DrainBody::ending(body, guard, draining, grpc),
                         None => DrainBody::counted(body, guard),
                     },
@@ -189,8 +199,6 @@ where
     }
 }
 
-/// The refusal's response, out of line: keeping the rare path out of `poll` lets the compiler
-/// inline the common one into the server's future and avoid copying the response around.
 /// The response of an admitted (or exempt) request, its body wrapped by `wrap`.
 #[inline]
 fn respond<B, E>(
@@ -198,7 +206,7 @@ fn respond<B, E>(
     guard: Option<Guard>,
     close: Close,
     head: bool,
-    wrap: impl FnOnce(B, Option<Guard>) -> DrainBody<B>,
+    wrap: impl FnOnce(B, Option<Guard>, Option<u64>) -> DrainBody<B>,
 ) -> Result<Response<DrainBody<B>>, E> {
     let mut response = result?;
     // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive clients to
@@ -210,7 +218,19 @@ fn respond<B, E>(
     // servers drop such bodies unpolled: that is no client gone. The request completes now,
     // as one with an empty body does.
     let guard = guard.filter(|_| !head && !has_no_body(response.status()));
-    Ok(response.map(|body| wrap(body, guard)))
+    // HTTP/1.x servers stop at a declared length and may drop the body there; HTTP/2 ones
+    // poll its end. Looked up only for a counted HTTP/1.x response.
+    let length = (close != Close::Never && guard.is_some())
+        .then(|| declared_length(&response))
+        .flatten();
+    Ok(response.map(|body| wrap(body, guard, length)))
+}
+
+/// The `content-length` a response declares, if any.
+#[inline]
+fn declared_length<B>(response: &Response<B>) -> Option<u64> {
+    let value = response.headers().get(http::header::CONTENT_LENGTH)?;
+    value.to_str().ok()?.parse().ok()
 }
 
 /// Whether a response to an admitted HTTP/1.x request asks its client to reconnect: accepted
@@ -232,6 +252,8 @@ fn has_no_body(status: http::StatusCode) -> bool {
         || status == http::StatusCode::NOT_MODIFIED
 }
 
+/// The refusal's response, out of line: keeping the rare path out of `poll` lets the compiler
+/// inline the common one into the server's future and avoid copying the response around.
 #[cold]
 #[inline(never)]
 fn refusal<B>(response: &mut Option<Response<Bytes>>) -> Response<DrainBody<B>> {
