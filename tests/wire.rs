@@ -232,3 +232,64 @@ async fn a_plain_hyper_service_answering_head_counts_as_completed() {
     .await;
     assert_eq!(drain.snapshot().cancelled, 0);
 }
+
+/// The last byte really sent: a 32 MiB single-frame body leaves the pool as soon as the server
+/// takes it, but `serve` keeps the connection until its client has read every byte, within
+/// the grace period, before it returns (and the process exits).
+#[tokio::test]
+async fn serve_waits_for_a_single_frame_body_to_be_written_before_it_returns() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SIZE: usize = 32 << 20;
+    let drain = Drain::new();
+    let app = Router::new()
+        .route("/big", get(|| async { vec![b'b'; SIZE] }))
+        .layer(drain.http_layer());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = drain.shutdown().grace(Duration::from_secs(30));
+    let server = tokio::spawn(
+        tower_drain::serve(listener, app, shutdown)
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .into_future(),
+    );
+
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /big HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = vec![0; 64 << 10];
+    tcp.read_exact(&mut received).await.unwrap();
+    // The body is one frame, taken by the server at once: the pool is already empty.
+    support::bounded("the pool empties", drain.until(|s| s.in_flight == 0)).await;
+
+    stop.send(()).unwrap();
+    let mut phases = drain.watch_phase();
+    support::bounded(
+        "drained",
+        phases.wait_for(|p| *p == tower_drain::Phase::Drained),
+    )
+    .await
+    .unwrap();
+    // Far more than the socket buffers hold is still unsent: the server cannot be done.
+    assert!(!server.is_finished(), "returned with the body unsent");
+
+    let mut rest = Vec::new();
+    support::bounded("the rest of the body", tcp.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        received.len() - head_end + rest.len(),
+        SIZE,
+        "every byte arrived"
+    );
+    let report = support::bounded("serve returns", server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!report.timed_out(), "{report}");
+}

@@ -314,6 +314,11 @@ impl Drain {
     /// An [`HttpDrainLayer`] that counts every request of the HTTP service it wraps in this
     /// pool until its response body ends.
     ///
+    /// Layer it once per pool on a request's path: two layers of the same pool, one inside the
+    /// other (a `Router::layer` and again around the server, say), count each request twice
+    /// (`in_flight` 2, `started` 2). For a route group, use a [`child`](Drain::child) pool's
+    /// layer instead of the parent's.
+    ///
     /// # Examples
     ///
     /// ```
