@@ -28,7 +28,8 @@ mod loom;
 mod metrics_reporter;
 mod pool;
 mod record;
-#[cfg(feature = "serve")]
+// Under loom, tokio has no `net`; the models never need a server.
+#[cfg(all(feature = "serve", not(loom)))]
 mod serve;
 mod service;
 mod shutdown;
@@ -56,7 +57,7 @@ pub use crate::layer::DrainLayer;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use crate::metrics_reporter::MetricsReporter;
 pub use crate::record::AbandonedRequest;
-#[cfg(feature = "serve")]
+#[cfg(all(feature = "serve", not(loom)))]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub use crate::serve::{serve, Serve, ServeFuture};
 pub use crate::service::DrainService;

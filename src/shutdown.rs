@@ -151,13 +151,13 @@ impl Shutdown {
     }
 
     /// The pool this shutdown drains.
-    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    #[cfg_attr(any(not(feature = "serve"), loom), allow(dead_code))]
     pub(crate) fn drain(&self) -> &Drain {
         &self.drain
     }
 
     /// The grace period, if any.
-    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    #[cfg_attr(any(not(feature = "serve"), loom), allow(dead_code))]
     pub(crate) fn grace_period(&self) -> Option<Duration> {
         self.grace
     }
