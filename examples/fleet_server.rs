@@ -11,14 +11,16 @@
 //! (10000), and `TOWER_DRAIN=off` for the control run: no layer, a readiness route that always
 //! answers `200`, and only axum's own graceful shutdown on the signal.
 
+#[path = "support/fleet_routes.rs"]
+mod fleet_routes;
+
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::routing::get;
-use axum::Router;
-use bytes::Bytes;
 use tokio::net::TcpListener;
 use tower_drain::{signal, Drain};
+
+use fleet_routes::routes;
 
 /// A setting from the environment, or its default; a value that does not parse is an error.
 fn setting<T: std::str::FromStr>(name: &str, default: T) -> std::io::Result<T> {
@@ -29,32 +31,6 @@ fn setting<T: std::str::FromStr>(name: &str, default: T) -> std::io::Result<T> {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, message)
         }),
     }
-}
-
-fn routes() -> Router {
-    Router::new()
-        .route("/", get(|| async { "hello\n" }))
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                "slow, but finished\n"
-            }),
-        )
-        .route(
-            "/stream",
-            get(|| async {
-                let chunks = futures::stream::unfold(0u8, |i| async move {
-                    if i == 10 {
-                        return None;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    let chunk = Bytes::from(format!("chunk {i}\n"));
-                    Some((Ok::<_, std::convert::Infallible>(chunk), i + 1))
-                });
-                Body::from_stream(chunks)
-            }),
-        )
 }
 
 #[tokio::main]

@@ -38,6 +38,9 @@ mod shutdown;
 pub mod signal;
 mod snapshot;
 mod trace;
+#[cfg(all(unix, feature = "upgrade", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
+pub mod upgrade;
 mod wait;
 
 #[cfg(all(test, loom))]

@@ -87,6 +87,7 @@ pub struct Serve<S> {
     shutdown: Shutdown,
     signal: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     close_listener_when_draining: bool,
+    close_listener_on_signal: bool,
     close_within: Duration,
 }
 
@@ -118,6 +119,7 @@ pub fn serve<S>(listener: TcpListener, service: S, shutdown: Shutdown) -> Serve<
         shutdown,
         signal: None,
         close_listener_when_draining: false,
+        close_listener_on_signal: false,
         close_within: DEFAULT_CLOSE_WITHIN,
     }
 }
@@ -165,6 +167,25 @@ impl<S> Serve<S> {
         self
     }
 
+    /// Closes the listener as soon as the signal comes: for an in-place upgrade, where another
+    /// process now accepts on the same socket (`tower_drain::upgrade`), so that every new
+    /// connection goes to it. Connections already open are served and drained as usual.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(listener: tokio::net::TcpListener) {
+    /// let drain = tower_drain::Drain::new();
+    /// let server = tower_drain::serve(listener, axum::Router::<()>::new(), drain.shutdown())
+    ///     .close_listener_on_signal();
+    /// # drop(server);
+    /// # }
+    /// ```
+    pub fn close_listener_on_signal(mut self) -> Self {
+        self.close_listener_on_signal = true;
+        self
+    }
+
     /// How long connections still open at the end of the grace period get before they are
     /// cut. Default: one second.
     ///
@@ -195,6 +216,7 @@ impl<S> fmt::Debug for Serve<S> {
                 "close_listener_when_draining",
                 &self.close_listener_when_draining,
             )
+            .field("close_listener_on_signal", &self.close_listener_on_signal)
             .field("close_within", &self.close_within)
             .finish_non_exhaustive()
     }
@@ -285,6 +307,7 @@ impl<S> Serve<S> {
             shutdown,
             signal,
             close_listener_when_draining,
+            close_listener_on_signal,
             close_within,
         } = self;
         let drain = shutdown.drain().clone();
@@ -329,6 +352,10 @@ impl<S> Serve<S> {
                 Event::Accepted(Err(error)) => accept_error(error).await,
                 Event::Signal => {
                     signal = None;
+                    if close_listener_on_signal {
+                        trace::info!("shutdown: listener closed, another process accepts now");
+                        listener = None;
+                    }
                     procedure = Some(Box::pin(shutdown.clone().into_future()));
                 }
                 Event::Draining => {
