@@ -390,3 +390,85 @@ fn open_body() -> (tokio::sync::mpsc::Sender<Frame>, OpenBody) {
         http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
     (sender, body)
 }
+
+/// `examples/upgrade_server.rs`: a SIGHUP whose new process fails before it is ready leaves the
+/// old one serving, unharmed; the next SIGHUP hands over to a new process, and the old one
+/// drains and exits.
+#[cfg(feature = "upgrade")]
+#[tokio::test]
+async fn a_failed_upgrade_leaves_the_old_process_serving_and_the_next_one_hands_over() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let fail_file = std::env::temp_dir().join(format!("tower-drain-fail-{port}"));
+    std::fs::write(&fail_file, b"").unwrap();
+    let mut child = Command::new(example("upgrade_server"))
+        .env("PORT", port.to_string())
+        .env("UNREADY_MS", "100")
+        .env("GRACE_MS", "2000")
+        .env("UPGRADE_FAIL_FILE", &fail_file)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    line(&mut lines, "listening on").await;
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let pid_of = |addr| async move {
+        let mut client = http1_connection(addr).await;
+        let response = client.send_request(get_request("/pid")).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap().trim().to_owned()
+    };
+    let old = pid_of(addr).await;
+    assert_eq!(old, child.id().unwrap().to_string());
+    let hup = |pid: &str| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+
+    // The new process fails before it is ready: the old one goes on serving.
+    hup(&old);
+    line(&mut lines, "failing to start on purpose").await;
+    for _ in 0..20 {
+        assert_eq!(pid_of(addr).await, old, "the old process serves on");
+    }
+
+    // The next upgrade succeeds: the new process answers, the old one drains and exits.
+    std::fs::remove_file(&fail_file).unwrap();
+    hup(&old);
+    let new = line(&mut lines, "inherited: true").await;
+    line(&mut lines, "a new process is ready: handing over").await;
+    let report = line(&mut lines, "drained in").await;
+    assert!(report.starts_with(&format!("[{old}]")), "{report}");
+    bounded("the old process exits", child.wait())
+        .await
+        .unwrap();
+    let new_pid = new[1..new.find(']').unwrap()].to_owned();
+    assert_eq!(pid_of(addr).await, new_pid);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &new_pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    line(&mut lines, "stopping").await;
+    // Its last words, so that it never writes to a closed pipe.
+    line(&mut lines, "drained in").await;
+}
+
+/// The next line of `lines` that contains `text`.
+async fn line(lines: &mut Lines<BufReader<ChildStdout>>, text: &str) -> String {
+    bounded(text, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("output ended");
+            if line.contains(text) {
+                return line;
+            }
+        }
+    })
+    .await
+}
