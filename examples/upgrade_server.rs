@@ -15,7 +15,7 @@
 //! `UNREADY_MS` (1000), `GRACE_MS` (10000), `TOWER_DRAIN=off` for the control (the same
 //! handover, then axum's own graceful shutdown, no drain layer), and `UPGRADE_FAIL_FILE`: a
 //! process started by an upgrade exits before it is ready while that file exists (to show a
-//! failed upgrade).
+//! failed upgrade), `PIDFILE`: where to write the id of the process serving (for systemd).
 
 #[path = "support/fleet_routes.rs"]
 mod fleet_routes;
@@ -39,7 +39,10 @@ async fn main() -> std::io::Result<()> {
     let drain_on = std::env::var("TOWER_DRAIN").as_deref() != Ok("off");
     let pid = std::process::id();
 
-    let upgrade = Upgrade::new()?;
+    let mut upgrade = Upgrade::new()?;
+    if let Some(path) = std::env::var_os("PIDFILE") {
+        upgrade = upgrade.pid_file(path);
+    }
     if upgrade.is_upgrade() {
         if let Some(file) = std::env::var_os("UPGRADE_FAIL_FILE") {
             if std::path::Path::new(&file).exists() {

@@ -82,6 +82,24 @@ impl Upgrade {
         })
     }
 
+    /// Writes this process's id to `path` once it is ready (atomically: a new file moved into
+    /// place), so that a supervisor follows each upgrade: systemd's `PIDFile=`, for
+    /// `$MAINPID` in `ExecReload=/bin/kill -HUP $MAINPID`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run() -> std::io::Result<()> {
+    /// let upgrade = tower_drain::upgrade::Upgrade::new()?.pid_file("/run/app.pid");
+    /// # drop(upgrade);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pid_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.builder.set_pid_file(path);
+        self
+    }
+
     /// Whether this process was started by an upgrade, its listeners inherited.
     pub fn is_upgrade(&self) -> bool {
         self.builder.is_child()
