@@ -7,7 +7,8 @@
 //! notices), then refuse new work and let what is in flight finish within `GRACE_MS`, then log
 //! the report and exit.
 //!
-//! Settings come from the environment: `PORT` (3000), `UNREADY_MS` (1000), `GRACE_MS`
+//! Settings come from the environment: `HOST` (127.0.0.1; `scripts/kube-rollout` binds each
+//! pod's own address), `PORT` (3000), `UNREADY_MS` (1000), `GRACE_MS`
 //! (10000), and `TOWER_DRAIN=off` for the control run: no layer, a readiness route that always
 //! answers `200`, and only axum's own graceful shutdown on the signal.
 
@@ -40,7 +41,8 @@ async fn main() -> std::io::Result<()> {
     let grace = Duration::from_millis(setting("GRACE_MS", 10_000)?);
     let drain_on = std::env::var("TOWER_DRAIN").as_deref() != Ok("off");
 
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let host: std::net::IpAddr = setting("HOST", std::net::Ipv4Addr::LOCALHOST.into())?;
+    let listener = TcpListener::bind((host, port)).await?;
     let pid = std::process::id();
     eprintln!(
         "[{pid}] listening on {} (tower-drain {})",
@@ -60,7 +62,7 @@ async fn main() -> std::io::Result<()> {
 
     let drain = Drain::new();
     let app = routes()
-        .layer(drain.http_layer())
+        .layer(drain.http_layer().gradual_close())
         // After the layer, so never refused: it must say 503 itself while draining.
         .route_service("/ready", drain.readiness());
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);

@@ -36,12 +36,15 @@ const DEFAULT_CLOSE_WITHIN: Duration = Duration::from_secs(1);
 /// `shutdown`, and follows its phases:
 ///
 /// 1. **Unready**: everything is served as before; only the readiness check says `503`.
+///    HTTP/2 connections are sent `GOAWAY` now (and one opened meanwhile after its first
+///    request), so that their clients open new streams elsewhere before anything is refused;
+///    HTTP/1.1 keep-alive clients are moved off by the layer's `gradual_close`, a response at a
+///    time.
 /// 2. **Draining**: the listener stays open, so a request on a *new* connection is answered
 ///    with the refusal (`503` with `Retry-After` and `Connection: close`; gRPC: trailers-only
-///    `UNAVAILABLE`), never with a refused connection. HTTP/2 connections are sent `GOAWAY`
-///    now, so that their clients open no new stream here; HTTP/1.1 keep-alive connections
-///    are not cut while idle (that races the client's next request) but closed by the
-///    `Connection: close` of their next response.
+///    `UNAVAILABLE`), never with a refused connection. HTTP/2 connections not told yet are
+///    sent `GOAWAY`; HTTP/1.1 keep-alive connections are not cut while idle (that races the
+///    client's next request) but closed by the `Connection: close` of their next response.
 /// 3. **Closing**, once the pool is empty or the grace period is over: the listener closes,
 ///    every connection closes gracefully, and responses still being written (a large
 ///    single-frame body to a slow client, say) may finish until the grace period's end; then
@@ -280,7 +283,11 @@ impl fmt::Debug for ServeFuture {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Serving,
-    /// Draining began: HTTP/2 connections go away.
+    /// The unready period began: HTTP/2 connections go away now, so that their clients open
+    /// new streams elsewhere (or on a new connection) before anything is refused. HTTP/1.1
+    /// ones are moved off by `gradual_close`, a response at a time.
+    Unready,
+    /// Draining began: HTTP/2 connections go away, if they have not yet.
     Draining,
     /// The pool is empty or the grace period is over: every connection closes.
     Closing,
@@ -312,6 +319,7 @@ impl<S> Serve<S> {
         } = self;
         let drain = shutdown.drain().clone();
         let grace = shutdown.grace_period();
+        let unready_for = shutdown.unready_period();
         let builder = auto::Builder::new(TokioExecutor::new());
         let (stage, _) = watch::channel(Stage::Serving);
         let mut connections = JoinSet::new();
@@ -352,6 +360,13 @@ impl<S> Serve<S> {
                 Event::Accepted(Err(error)) => accept_error(error).await,
                 Event::Signal => {
                     signal = None;
+                    if !unready_for.is_zero() {
+                        trace::info!(
+                            connections = connections.len(),
+                            "unready: HTTP/2 connections told to go away"
+                        );
+                        stage.send_replace(Stage::Unready);
+                    }
                     if close_listener_on_signal {
                         trace::info!("shutdown: listener closed, another process accepts now");
                         listener = None;
@@ -440,10 +455,10 @@ async fn serve_connection<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let version = Arc::new(AtomicU8::new(UNKNOWN));
+    let learnt = Arc::new(Learnt::default());
     let service = LearnVersion {
         inner: service,
-        version: version.clone(),
+        learnt: learnt.clone(),
     };
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
@@ -451,12 +466,17 @@ async fn serve_connection<S, B>(
     let mut told = false;
     let mut stage_open = true;
     loop {
+        // Ready on a change of stage, or once the first request has told the protocol.
         let changed = {
-            // Kept across polls, so the registration for the next change is never lost.
+            // Kept across polls, so that neither registration is ever lost.
             let mut changed = std::pin::pin!(stage.changed());
+            let mut first_request = std::pin::pin!(learnt.first_request.notified());
             std::future::poll_fn(|cx| {
                 if connection.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
+                }
+                if first_request.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Ok(())));
                 }
                 if !stage_open {
                     return Poll::Pending;
@@ -472,10 +492,10 @@ async fn serve_connection<S, B>(
                 let now = *stage.borrow_and_update();
                 // Relaxed: a hint set by the connection's own requests; a connection whose
                 // first request has not been seen yet is closed with the rest.
-                let http2 = version.load(Ordering::Relaxed) == HTTP2;
+                let http2 = learnt.version.load(Ordering::Relaxed) == HTTP2;
                 let go_away = match now {
                     Stage::Serving => false,
-                    Stage::Draining => http2,
+                    Stage::Unready | Stage::Draining => http2,
                     Stage::Closing => true,
                 };
                 if go_away && !told {
@@ -487,12 +507,19 @@ async fn serve_connection<S, B>(
     }
 }
 
+/// What a connection's requests tell its task: the protocol, once the first one arrives.
+#[derive(Default)]
+struct Learnt {
+    version: AtomicU8,
+    first_request: tokio::sync::Notify,
+}
+
 /// Records its connection's protocol from the first request it sees, so that only HTTP/2
-/// connections are sent `GOAWAY` when draining begins.
+/// connections are sent `GOAWAY` early, including one opened during the unready period.
 #[derive(Clone)]
 struct LearnVersion<S> {
     inner: S,
-    version: Arc<AtomicU8>,
+    learnt: Arc<Learnt>,
 }
 
 impl<S> Service<Request<Incoming>> for LearnVersion<S>
@@ -508,14 +535,16 @@ where
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        // Relaxed: read by this connection's task as a hint only.
-        if self.version.load(Ordering::Relaxed) == UNKNOWN {
+        // Relaxed: read by this connection's task as a hint only, after the notification.
+        if self.learnt.version.load(Ordering::Relaxed) == UNKNOWN {
             let version = if request.version() == Version::HTTP_2 {
                 HTTP2
             } else {
                 HTTP1
             };
-            self.version.store(version, Ordering::Relaxed);
+            self.learnt.version.store(version, Ordering::Relaxed);
+            // `notify_one` keeps the permit if the task is not waiting at this instant.
+            self.learnt.first_request.notify_one();
         }
         self.inner.call(request)
     }

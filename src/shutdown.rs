@@ -156,6 +156,12 @@ impl Shutdown {
         &self.drain
     }
 
+    /// The unready period.
+    #[cfg_attr(any(not(feature = "serve"), loom), allow(dead_code))]
+    pub(crate) fn unready_period(&self) -> Duration {
+        self.unready_for
+    }
+
     /// The grace period, if any.
     #[cfg_attr(any(not(feature = "serve"), loom), allow(dead_code))]
     pub(crate) fn grace_period(&self) -> Option<Duration> {
