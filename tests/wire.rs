@@ -49,6 +49,19 @@ async fn retry_after_duration_max_tells_clients_to_come_back_much_later() {
     assert_eq!(response.headers()[RETRY_AFTER], u64::MAX.to_string());
 }
 
+/// Sends a gRPC request with `content_type` to a draining server; checks that it is refused
+/// with a trailers-only `UNAVAILABLE` in the content type `answered`.
+async fn assert_grpc_refusal(addr: std::net::SocketAddr, content_type: &str, answered: &str) {
+    let mut client = http1_connection(addr).await;
+    let response = client
+        .send_request(grpc_request(content_type))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+    assert_eq!(response.headers()["grpc-status"], "14", "{content_type}");
+    assert_eq!(response.headers()[CONTENT_TYPE], answered, "{content_type}");
+}
+
 #[tokio::test]
 async fn grpc_content_types_are_recognised_whatever_their_case() {
     let drain = Drain::new();
@@ -58,14 +71,7 @@ async fn grpc_content_types_are_recognised_whatever_their_case() {
         "APPLICATION/grpc+proto",
         "application/gRPC",
     ] {
-        let mut client = http1_connection(addr).await;
-        let response = client
-            .send_request(grpc_request(content_type))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{content_type}");
-        assert_eq!(response.headers()["grpc-status"], "14", "{content_type}");
-        assert_eq!(response.headers()[CONTENT_TYPE], "application/grpc");
+        assert_grpc_refusal(addr, content_type, "application/grpc").await;
     }
 }
 
@@ -82,14 +88,7 @@ async fn grpc_web_refusals_answer_in_the_grpc_web_content_type() {
             "application/grpc-web-text+proto",
         ),
     ] {
-        let mut client = http1_connection(addr).await;
-        let response = client
-            .send_request(grpc_request(content_type))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{content_type}");
-        assert_eq!(response.headers()["grpc-status"], "14", "{content_type}");
-        assert_eq!(response.headers()[CONTENT_TYPE], answered, "{content_type}");
+        assert_grpc_refusal(addr, content_type, answered).await;
     }
 }
 
