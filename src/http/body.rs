@@ -77,7 +77,13 @@ pin_project! {
             #[pin]
             body: B,
             draining: Pin<Box<Draining>>,
-            grpc: bool,
+        },
+        // The same for a gRPC stream: it ends with `UNAVAILABLE` in its trailers. Two variants
+        // rather than a flag, so that neither makes the body larger than `Sized` does.
+        EndingGrpc {
+            #[pin]
+            body: B,
+            draining: Pin<Box<Draining>>,
         },
         // Ended by the drain.
         Ended,
@@ -115,10 +121,16 @@ impl<B: Body> DrainBody<B> {
     pub(crate) fn ending(body: B, guard: Option<Guard>, draining: Draining, grpc: bool) -> Self {
         let guard = guard.filter(|_| !body.is_end_stream());
         Self {
-            kind: Kind::Ending {
-                body,
-                draining: Box::pin(draining),
-                grpc,
+            kind: if grpc {
+                Kind::EndingGrpc {
+                    body,
+                    draining: Box::pin(draining),
+                }
+            } else {
+                Kind::Ending {
+                    body,
+                    draining: Box::pin(draining),
+                }
             },
             guard: CancelOnDrop::new(guard),
         }
@@ -179,19 +191,17 @@ where
                 return Poll::Ready(data.take().map(|data| Ok(Frame::data(data.into()))));
             }
             KindProj::Ended => return Poll::Ready(None),
-            KindProj::Ending {
-                mut body,
-                draining,
-                grpc,
-            } => {
-                if draining.as_mut().poll(cx).is_pending() {
-                    let frame = ready!(body.as_mut().poll_frame(cx));
-                    if is_last(&frame, &*body) {
-                        drop(this.guard.take());
-                    }
-                    return Poll::Ready(frame);
+            KindProj::Ending { body, draining } => {
+                match ready!(poll_until_draining(body, draining, this.guard, cx)) {
+                    Some(frame) => return Poll::Ready(frame),
+                    None => None,
                 }
-                grpc.then(unavailable)
+            }
+            KindProj::EndingGrpc { body, draining } => {
+                match ready!(poll_until_draining(body, draining, this.guard, cx)) {
+                    Some(frame) => return Poll::Ready(frame),
+                    None => Some(unavailable()),
+                }
             }
         };
         // Draining began while the body was still going: it ends here, on purpose, so the
@@ -204,9 +214,10 @@ where
     #[inline]
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } | Kind::Ending { body, .. } | Kind::Sized { body, .. } => {
-                body.is_end_stream()
-            }
+            Kind::Inner { body }
+            | Kind::Ending { body, .. }
+            | Kind::EndingGrpc { body, .. }
+            | Kind::Sized { body, .. } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
             Kind::Ended => true,
         }
@@ -217,7 +228,7 @@ where
         match &self.kind {
             Kind::Inner { body } | Kind::Sized { body, .. } => body.size_hint(),
             // It may end early, so nothing is promised beyond what is sent.
-            Kind::Ending { .. } => SizeHint::default(),
+            Kind::Ending { .. } | Kind::EndingGrpc { .. } => SizeHint::default(),
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
@@ -228,6 +239,27 @@ where
 
 /// Whether `frame`, just polled from `body`, ends it: the end, an error, trailers, or a frame
 /// after which the body reports its end. Everything a body wrapper must release on.
+/// A frame of a body, as `poll_frame` gives it.
+type FrameResult<B> = Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>;
+
+/// Polls a body that ends when draining begins: `Ready(None)` once draining has begun (the
+/// caller ends the body), else the body's own frame, its guard released on the last one.
+fn poll_until_draining<B: Body>(
+    mut body: Pin<&mut B>,
+    draining: &mut Pin<Box<Draining>>,
+    guard: &mut CancelOnDrop,
+    cx: &mut Context<'_>,
+) -> Poll<Option<FrameResult<B>>> {
+    if draining.as_mut().poll(cx).is_ready() {
+        return Poll::Ready(None);
+    }
+    let frame = ready!(body.as_mut().poll_frame(cx));
+    if is_last(&frame, &*body) {
+        drop(guard.take());
+    }
+    Poll::Ready(Some(frame))
+}
+
 /// The trailers of a gRPC stream the drain ended: `UNAVAILABLE`, so clients retry elsewhere.
 fn unavailable() -> HeaderMap {
     let mut trailers = HeaderMap::with_capacity(2);

@@ -67,7 +67,8 @@ pin_project! {
             guard: CancelOnDrop,
             close: Close,
             head: bool,
-            ending: Option<(Draining, bool)>,
+            // Boxed: only matching requests pay for it, and the common variant stays small.
+            ending: Option<Box<(Draining, bool)>>,
         },
         Refused {
             response: Option<Response<Bytes>>,
@@ -126,7 +127,7 @@ impl<F> ResponseFuture<F> {
                 guard: CancelOnDrop::new(guard),
                 close,
                 head,
-                ending: Some((draining, grpc)),
+                ending: Some(Box::new((draining, grpc))),
             },
         }
     }
@@ -188,7 +189,7 @@ where
                     *close,
                     *head,
                     // A stream to end on drain: its declared length, if any, is not relied on.
-                    |body, guard, _| match ending {
+                    |body, guard, _| match ending.map(|ending| *ending) {
                         Some((draining, grpc)) => DrainBody::ending(body, guard, draining, grpc),
                         None => DrainBody::counted(body, guard),
                     },
@@ -201,7 +202,7 @@ where
 
 /// The response of an admitted (or exempt) request, its body wrapped by `wrap`.
 #[inline]
-fn respond<B, E>(
+fn respond<B: http_body::Body, E>(
     result: Result<Response<B>, E>,
     guard: Option<Guard>,
     close: Close,
@@ -219,10 +220,12 @@ fn respond<B, E>(
     // as one with an empty body does.
     let guard = guard.filter(|_| !head && !has_no_body(response.status()));
     // HTTP/1.x servers stop at a declared length and may drop the body there; HTTP/2 ones
-    // poll its end. Looked up only for a counted HTTP/1.x response.
-    let length = (close != Close::Never && guard.is_some())
-        .then(|| declared_length(&response))
-        .flatten();
+    // poll its end. Looked up only for a counted HTTP/1.x response whose body does not know
+    // its own length: one that does (`Full`, `Bytes`, `String`) ends where hyper stops.
+    let length =
+        (close != Close::Never && guard.is_some() && response.body().size_hint().exact().is_none())
+            .then(|| declared_length(&response))
+            .flatten();
     Ok(response.map(|body| wrap(body, guard, length)))
 }
 
