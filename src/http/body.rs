@@ -62,10 +62,12 @@ pin_project! {
         },
         // An HTTP/1.x body whose length the response declares: the server stops at that many
         // bytes and may drop the body without polling its end, so reaching it is the end.
+        // `u32`, so that the variant fits in the space `Inner` takes anyway: a longer body is
+        // counted as an `Inner` one.
         Sized {
             #[pin]
             body: B,
-            remaining: u64,
+            remaining: u32,
         },
         // A refusal's body, sent in one frame.
         Full {
@@ -73,17 +75,15 @@ pin_project! {
         },
         // A body that ends when draining begins (`end_streams_when_draining`): gRPC ones with
         // an `UNAVAILABLE` status in trailers.
+        // Boxed with its drain signal: only such bodies pay for it, and the variant is one
+        // pointer, so the body is no larger for the others.
         Ending {
-            #[pin]
-            body: B,
-            draining: Pin<Box<Draining>>,
+            ending: Pin<Box<Ending<B>>>,
         },
         // The same for a gRPC stream: it ends with `UNAVAILABLE` in its trailers. Two variants
-        // rather than a flag, so that neither makes the body larger than `Sized` does.
+        // rather than a flag, for the same reason.
         EndingGrpc {
-            #[pin]
-            body: B,
-            draining: Pin<Box<Draining>>,
+            ending: Pin<Box<Ending<B>>>,
         },
         // Ended by the drain.
         Ended,
@@ -103,16 +103,26 @@ impl<B: Body> DrainBody<B> {
     }
 }
 
+pin_project! {
+    /// A body that ends when draining begins, and the signal it waits for.
+    struct Ending<B> {
+        #[pin]
+        body: B,
+        #[pin]
+        draining: Draining,
+    }
+}
+
 impl<B: Body> DrainBody<B> {
     /// A body of `length` bytes, complete once they are sent, whether or not its end is
     /// polled.
     pub(crate) fn sized(body: B, guard: Option<Guard>, length: u64) -> Self {
-        let guard = guard.filter(|_| length > 0 && !body.is_end_stream());
+        let Ok(remaining) = u32::try_from(length) else {
+            return Self::counted(body, guard);
+        };
+        let guard = guard.filter(|_| remaining > 0 && !body.is_end_stream());
         Self {
-            kind: Kind::Sized {
-                body,
-                remaining: length,
-            },
+            kind: Kind::Sized { body, remaining },
             guard: CancelOnDrop::new(guard),
         }
     }
@@ -123,13 +133,11 @@ impl<B: Body> DrainBody<B> {
         Self {
             kind: if grpc {
                 Kind::EndingGrpc {
-                    body,
-                    draining: Box::pin(draining),
+                    ending: Box::pin(Ending { body, draining }),
                 }
             } else {
                 Kind::Ending {
-                    body,
-                    draining: Box::pin(draining),
+                    ending: Box::pin(Ending { body, draining }),
                 }
             },
             guard: CancelOnDrop::new(guard),
@@ -177,7 +185,8 @@ where
             } => {
                 let frame = ready!(body.as_mut().poll_frame(cx));
                 if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
-                    let len = data.map_or(0, |data| data.remaining() as u64);
+                    let len = data.map_or(0, Buf::remaining);
+                    let len = u32::try_from(len).unwrap_or(u32::MAX);
                     *remaining = remaining.saturating_sub(len);
                 }
                 if *remaining == 0 || is_last(&frame, &*body) {
@@ -191,14 +200,14 @@ where
                 return Poll::Ready(data.take().map(|data| Ok(Frame::data(data.into()))));
             }
             KindProj::Ended => return Poll::Ready(None),
-            KindProj::Ending { body, draining } => {
-                match ready!(poll_until_draining(body, draining, this.guard, cx)) {
+            KindProj::Ending { ending } => {
+                match ready!(poll_until_draining(ending.as_mut(), this.guard, cx)) {
                     Some(frame) => return Poll::Ready(frame),
                     None => None,
                 }
             }
-            KindProj::EndingGrpc { body, draining } => {
-                match ready!(poll_until_draining(body, draining, this.guard, cx)) {
+            KindProj::EndingGrpc { ending } => {
+                match ready!(poll_until_draining(ending.as_mut(), this.guard, cx)) {
                     Some(frame) => return Poll::Ready(frame),
                     None => Some(unavailable()),
                 }
@@ -214,10 +223,8 @@ where
     #[inline]
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body }
-            | Kind::Ending { body, .. }
-            | Kind::EndingGrpc { body, .. }
-            | Kind::Sized { body, .. } => body.is_end_stream(),
+            Kind::Inner { body } | Kind::Sized { body, .. } => body.is_end_stream(),
+            Kind::Ending { ending } | Kind::EndingGrpc { ending } => ending.body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
             Kind::Ended => true,
         }
@@ -245,14 +252,15 @@ type FrameResult<B> = Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error
 /// Polls a body that ends when draining begins: `Ready(None)` once draining has begun (the
 /// caller ends the body), else the body's own frame, its guard released on the last one.
 fn poll_until_draining<B: Body>(
-    mut body: Pin<&mut B>,
-    draining: &mut Pin<Box<Draining>>,
+    ending: Pin<&mut Ending<B>>,
     guard: &mut CancelOnDrop,
     cx: &mut Context<'_>,
 ) -> Poll<Option<FrameResult<B>>> {
-    if draining.as_mut().poll(cx).is_ready() {
+    let ending = ending.project();
+    if ending.draining.poll(cx).is_ready() {
         return Poll::Ready(None);
     }
+    let mut body = ending.body;
     let frame = ready!(body.as_mut().poll_frame(cx));
     if is_last(&frame, &*body) {
         drop(guard.take());

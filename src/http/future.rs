@@ -61,19 +61,27 @@ pin_project! {
         },
         // `end_streams_when_draining`: as `Called`, with a body that ends when draining
         // begins. `None` once resolved.
+        // Everything but the future boxed: only matching requests pay for it, and the
+        // variant stays smaller than `Called`.
         Ending {
             #[pin]
             future: F,
-            guard: CancelOnDrop,
-            close: Close,
-            head: bool,
-            // Boxed: only matching requests pay for it, and the common variant stays small.
-            ending: Option<Box<(Draining, bool)>>,
+            rest: Box<EndingRest>,
         },
         Refused {
             response: Option<Response<Bytes>>,
         },
     }
+}
+
+/// What an `Ending` response future keeps beside its future.
+struct EndingRest {
+    guard: CancelOnDrop,
+    close: Close,
+    head: bool,
+    /// `None` once resolved.
+    draining: Option<Draining>,
+    grpc: bool,
 }
 
 /// When a response asks its client to close the connection.
@@ -124,10 +132,13 @@ impl<F> ResponseFuture<F> {
         Self {
             state: State::Ending {
                 future,
-                guard: CancelOnDrop::new(guard),
-                close,
-                head,
-                ending: Some(Box::new((draining, grpc))),
+                rest: Box::new(EndingRest {
+                    guard: CancelOnDrop::new(guard),
+                    close,
+                    head,
+                    draining: Some(draining),
+                    grpc,
+                }),
             },
         }
     }
@@ -173,24 +184,18 @@ where
                     },
                 ))
             }
-            StateProj::Ending {
-                future,
-                guard,
-                close,
-                head,
-                ending,
-            } => {
+            StateProj::Ending { future, rest } => {
                 let result = ready!(future.poll(cx));
-                let guard = guard.take();
-                let ending = ending.take();
+                let guard = rest.guard.take();
+                let (draining, grpc) = (rest.draining.take(), rest.grpc);
                 Poll::Ready(respond(
                     result,
                     guard,
-                    *close,
-                    *head,
+                    rest.close,
+                    rest.head,
                     // A stream to end on drain: its declared length, if any, is not relied on.
-                    |body, guard, _| match ending.map(|ending| *ending) {
-                        Some((draining, grpc)) => DrainBody::ending(body, guard, draining, grpc),
+                    |body, guard, _| match draining {
+                        Some(draining) => DrainBody::ending(body, guard, draining, grpc),
                         None => DrainBody::counted(body, guard),
                     },
                 ))
@@ -272,9 +277,8 @@ fn refusal<B>(response: &mut Option<Response<Bytes>>) -> Response<DrainBody<B>> 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Called { guard, .. } | State::Ending { guard, .. } if guard.get().is_some() => {
-                "counted"
-            }
+            State::Called { guard, .. } if guard.get().is_some() => "counted",
+            State::Ending { rest, .. } if rest.guard.get().is_some() => "counted",
             State::Called { .. } | State::Ending { .. } => "exempt",
             State::Refused { .. } => "refused",
         };
