@@ -66,6 +66,9 @@ pub use crate::serve::{serve, Serve, ServeFuture};
 pub use crate::service::DrainService;
 pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};
 pub use crate::snapshot::{Phase, Snapshot};
+#[cfg(all(unix, feature = "upgrade", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
+pub use crate::upgrade::{HandedOver, Upgrade};
 pub use crate::wait::{Draining, NextEmpty, Until, UntilEmpty};
 
 /// The boxed error type of [`DrainService`], as in tower.
