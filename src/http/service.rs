@@ -138,7 +138,7 @@ where
         } else {
             Close::Never
         };
-        self.admit(request, close)
+        self.admit(request, close, None)
     }
 }
 
@@ -171,12 +171,14 @@ impl<S> HttpDrainService<S> {
         refuse(request, &self.settings)
     }
 
-    /// Counts `request` and calls the inner service, or refuses it while draining.
+    /// Counts `request` and calls the inner service, or refuses it while draining. `ending`:
+    /// the response body ends when draining begins (`end_streams_when_draining`).
     #[inline]
     fn admit<ReqBody, ResBody>(
         &mut self,
         request: Request<ReqBody>,
         close: Close,
+        ending: Option<(Draining, bool)>,
     ) -> ResponseFuture<S::Future>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -184,7 +186,13 @@ impl<S> HttpDrainService<S> {
         match self.settings.drain.try_guard() {
             Ok(guard) => {
                 let head = request.method() == http::Method::HEAD;
-                ResponseFuture::counted(self.inner.call(request), guard, close, head)
+                let future = self.inner.call(request);
+                match ending {
+                    None => ResponseFuture::counted(future, guard, close, head),
+                    Some((draining, grpc)) => {
+                        ResponseFuture::ending(future, Some(guard), close, head, draining, grpc)
+                    }
+                }
             }
             Err(_) => refuse(request, &self.settings),
         }
@@ -205,15 +213,16 @@ impl<S> HttpDrainService<S> {
             let signal = DrainSignal::new(settings.drain.clone());
             request.extensions_mut().insert(signal);
         }
-        let (parts, body) = request.into_parts();
-        let exempted = settings
-            .exempt
-            .as_ref()
-            .is_some_and(|exempt| exempt(&parts));
-        let ending = (settings.end_streams.as_ref())
-            .is_some_and(|test| test(&parts))
-            .then(|| (settings.drain.draining(), reject::is_grpc(&parts)));
-        request = Request::from_parts(parts, body);
+        let (mut exempted, mut ending) = (false, None);
+        // The tests take the request's head; taking it apart is only worth it for them.
+        if settings.exempt.is_some() || settings.end_streams.is_some() {
+            let (parts, body) = request.into_parts();
+            exempted = (settings.exempt.as_ref()).is_some_and(|exempt| exempt(&parts));
+            ending = (settings.end_streams.as_ref())
+                .is_some_and(|test| test(&parts))
+                .then(|| (settings.drain.draining(), reject::is_grpc(&parts)));
+            request = Request::from_parts(parts, body);
+        }
         if exempted {
             // So that a `RecordRequestsLayer` inside never names it in a report.
             request.extensions_mut().insert(NotCounted);
@@ -234,25 +243,15 @@ impl<S> HttpDrainService<S> {
         } else {
             Close::IfDraining
         };
-        match ending {
-            None => self.admit(request, close),
-            Some((draining, grpc)) => match settings.drain.try_guard() {
-                Ok(guard) => {
-                    let head = request.method() == http::Method::HEAD;
-                    let future = self.inner.call(request);
-                    ResponseFuture::ending(future, Some(guard), close, head, draining, grpc)
-                }
-                Err(_) => refuse(request, &self.settings),
-            },
-        }
+        self.admit(request, close, ending)
     }
 }
 
-/// Out of line, so the refusal's code stays off the admitted request's path.
 /// Marks a request that the drain exempted: it is not the pool's, so nothing reports it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NotCounted;
 
+/// Out of line, so the refusal's code stays off the admitted request's path.
 #[cold]
 #[inline(never)]
 fn refuse<ReqBody, F>(request: Request<ReqBody>, settings: &Settings) -> ResponseFuture<F> {
