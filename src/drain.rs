@@ -212,7 +212,7 @@ impl Drain {
     ///
     /// # Panics
     ///
-    /// Panics if 2^27 (about 134 million) guards are alive at once. Like `Arc`'s reference
+    /// Panics if 2^26 (about 67 million) guards are alive at once. Like `Arc`'s reference
     /// count overflow, this can only happen when guards are leaked with `std::mem::forget`.
     ///
     /// # Examples
@@ -263,7 +263,7 @@ impl Drain {
     ///
     /// # Errors
     ///
-    /// [`Rejected`] while the pool is draining, or when 2^27 requests are already in flight.
+    /// [`Rejected`] while the pool is draining, or when 2^26 requests are already in flight.
     /// Each refusal is counted in [`Snapshot::rejected`].
     ///
     /// # Examples
@@ -312,7 +312,7 @@ impl Drain {
     /// assert_eq!(drain.in_flight(), 1);
     /// ```
     pub fn in_flight(&self) -> usize {
-        state::in_flight(self.shared().state.load())
+        self.shared().state.in_flight()
     }
 
     /// Whether the pool is draining, that is refusing new work.
@@ -594,8 +594,8 @@ impl Default for Drain {
 
 impl fmt::Debug for Drain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One load, so the two fields describe the same moment.
-        let word = self.shared().state.load();
+        // One reading, so the two fields describe the same moment.
+        let word = self.shared().state.read().word;
         f.debug_struct("Drain")
             .field("in_flight", &state::in_flight(word))
             .field("draining", &(word & state::DRAINING != 0))

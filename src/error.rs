@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The error for work refused by a [`Drain`](crate::Drain): the pool is draining (or, in a
-/// pathological case, holds 2^27 requests already).
+/// pathological case, holds 2^26 requests already).
 ///
 /// [`DrainService`](crate::DrainService) returns it boxed; find it with
 /// `err.downcast_ref::<tower_drain::Rejected>()`.

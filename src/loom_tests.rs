@@ -285,3 +285,78 @@ fn shutdown_steps_vs_resume() {
         }
     });
 }
+
+/// A fold (here a snapshot's, which opens the shards again after) races an entry and an exit
+/// on two other threads, one of them leaving for a guard that entered on the main thread:
+/// every reading is a state the pool was in, and nothing is lost across the switch.
+#[test]
+fn a_fold_racing_entries_and_exits_loses_nothing() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        let entrant = thread::spawn(move || {
+            assert_eq!(pool.state.enter(), Entry::Admitted);
+            pool.leave(Outcome::Completed);
+        });
+        // Leaves on another thread (another shard) for the main thread's guard.
+        let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
+        let seen = pool.state.read();
+        assert!(
+            (1..=2).contains(&seen.started) && seen.in_flight() as u64 <= seen.started,
+            "an impossible reading: {seen:?}"
+        );
+        entrant.join().unwrap();
+        leaver.join().unwrap();
+        let end = pool.state.read();
+        assert_eq!((end.in_flight(), end.started), (0, 2));
+        assert!(end.started >= seen.started, "started went backwards");
+    });
+}
+
+/// An exit that finds its shard closed mid-switch lowers the word, which the fold then makes
+/// exact: a waiter registering behind the switch is woken by the last exit, however they
+/// interleave.
+#[test]
+fn an_exit_during_the_switch_is_never_missed_by_the_waiter_behind_it() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
+        pool.start_draining();
+        let reading = pool.register(WaiterKind::Empty);
+        leaver.join().unwrap();
+        if reading.in_flight() > 0 {
+            assert!(pool.emptied_since(reading.entries), "lost wake-up");
+        }
+        assert_eq!(pool.state.read().in_flight(), 0);
+    });
+}
+
+/// Waiters come and go while a snapshot folds and an entry arrives: the shards open only
+/// when nobody needs the exact count, and the count stays whole.
+#[test]
+fn waiters_coming_and_going_vs_a_snapshot_vs_an_entry() {
+    loom::model(|| {
+        let pool = Shared::acquire(None);
+        let waiter = thread::spawn(move || {
+            let reading = pool.register(WaiterKind::Change);
+            assert_eq!(
+                reading.word & state::CHANGE_WATCHERS,
+                state::CHANGE_WATCHERS
+            );
+            pool.deregister(WaiterKind::Change);
+        });
+        let entrant = thread::spawn(move || {
+            if pool.state.enter() == Entry::AdmittedChanged {
+                pool.changed.notify_waiters();
+            }
+            pool.leave(Outcome::Completed);
+        });
+        let seen = pool.state.read();
+        assert!(seen.in_flight() <= 1 && seen.started <= 1);
+        waiter.join().unwrap();
+        entrant.join().unwrap();
+        let end = pool.state.read();
+        assert_eq!((end.in_flight(), end.started), (0, 1));
+        assert_eq!(end.word & state::LATE_WORK, 0, "a waiter flag left behind");
+        assert!(pool.state.is_sharded(), "the shards stayed closed");
+    });
+}

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::futures::Notified;
 
 use crate::drain::Drain;
-use crate::pool::{state, WaiterKind};
+use crate::pool::WaiterKind;
 use crate::snapshot::Snapshot;
 
 pin_project! {
@@ -43,8 +43,8 @@ impl EmptyWait {
     fn new(drain: Drain, ready_if_empty: bool) -> Self {
         let shared = drain.shared();
         let notified = shared.emptied.notified();
-        if ready_if_empty && state::in_flight(shared.state.load()) == 0 {
-            // Empty now: no registration, no lock.
+        if ready_if_empty && shared.state.in_flight() == 0 {
+            // Empty now: no registration.
             return Self {
                 drain,
                 target: None,

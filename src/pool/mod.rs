@@ -47,6 +47,7 @@
 //! the thread making it; the parent cannot be recycled before the child, whose handles hold it.
 
 mod control;
+mod shards;
 mod slot;
 pub(crate) mod state;
 
@@ -153,8 +154,11 @@ impl Shared {
     /// A new pool: a root, or a child of `parent` that drains with it.
     pub(crate) fn acquire(parent: Option<&'static Shared>) -> &'static Shared {
         let pool = slot::acquire();
-        if let Some(parent) = parent {
-            parent.adopt(pool);
+        match parent {
+            Some(parent) => parent.adopt(pool),
+            // A root counts in per-worker shards while it serves; a child's entries are rare
+            // (each also enters its ancestors, which shard), so it keeps to its word.
+            None => pool.state.shard(),
         }
         pool
     }
@@ -451,7 +455,7 @@ impl Shared {
         } else if changed {
             trace::info!(
                 phase = now.as_str(),
-                in_flight = state::in_flight(self.state.load()),
+                in_flight = self.state.in_flight(),
                 "phase changed"
             );
         }

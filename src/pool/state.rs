@@ -1,13 +1,14 @@
 //! The pool's packed state word and the counters beside it.
 //!
-//! Everything a request does on its way in and out is one read-modify-write of one `AtomicU64`,
-//! so the hot path is as cheap as a counting layer can be. The word's layout:
+//! Everything a request does on its way in and out is one read-modify-write: of this thread's
+//! shard while the pool serves (`shards.rs`), of the word below whenever somebody needs an
+//! exact count. The word's layout:
 //!
 //! ```text
-//!  63                     32 31                  4   3        2         1        0
-//! +-------------------------+---------------------+--------+---------+--------+--------+
-//! | entries (low 32 bits)   | in flight (28 bits) | DETACH | CHANGED | EMPTY  | DRAIN  |
-//! +-------------------------+---------------------+--------+---------+--------+--------+
+//!  63                     32 31                  5   4       3        2         1       0
+//! +-------------------------+---------------------+-------+--------+---------+-------+-------+
+//! | entries (low 32 bits)   | in flight (27 bits) |SHARDED| DETACH | CHANGED | EMPTY | DRAIN |
+//! +-------------------------+---------------------+-------+--------+---------+-------+-------+
 //! ```
 //!
 //! - `DRAIN`: draining; `try_enter` refuses while it is set.
@@ -16,38 +17,70 @@
 //! - `CHANGED`: at least one predicate waiter is registered, so every change must wake it.
 //! - `DETACH`: every `Drain` handle is gone; the exit that takes the count to zero recycles the
 //!   pool's memory (see `super`).
-//! - in flight: 28 bits, of which at most `MAX_IN_FLIGHT` (2^27) are ever used: an entry is
+//! - `SHARDED`: the shards are open (or being folded), and the count is the word's *plus* the
+//!   shards'. The word alone then means nothing: exits that find their shard closed lower it
+//!   with wrapping arithmetic, perhaps below zero, which the fold that closes the shards makes
+//!   good. Nothing reads the word's count while `SHARDED` is set: no other flag is (each is
+//!   set only after a fold, under the mode lock, and the shards open only while none is), no
+//!   entry is admitted through it (`admit` waits for the switch instead), and every exact
+//!   reading folds first.
+//! - in flight: 27 bits, of which at most `MAX_IN_FLIGHT` (2^26) are ever used: an entry is
 //!   admitted by a compare-and-swap that checks the limit first, so the field never carries
 //!   into the entries counter.
-//! - entries: every admitted entry adds one; refused entries never touch the word. It is the
-//!   pool's clock: waiters compare entry counts to tell which transitions to empty happened
-//!   after they registered. It is never reset, not even when the memory is reused for a new
-//!   pool (`State::reset` moves `base` instead), so a transition of an earlier life is always
-//!   older than any waiter of a later one. Its 32 bits wrap; `halves` (below) counts
-//!   half-period crossings so that `read` can extend it to 64 bits exactly.
+//! - entries: every admitted entry adds one (those counted in shards when they are folded);
+//!   refused entries never touch the word. It is the pool's clock: waiters compare entry
+//!   counts to tell which transitions to empty happened after they registered. It is never
+//!   reset, not even when the memory is reused for a new pool (`State::reset` moves `base`
+//!   instead), so a transition of an earlier life is always older than any waiter of a later
+//!   one. Its 32 bits wrap; `halves` (below) counts half-period crossings so that `read` can
+//!   extend it to 64 bits exactly.
 //!
 //! Admission is a compare-and-swap, not a `fetch_add` that a refusal undoes: an entry that is
 //! refused never appears in the count, not even for an instant, so `started` never goes
 //! backwards and a refused entry can never complete a `next_empty` waiter.
+//!
+//! # The switch between shards and the exact count
+//!
+//! Every switch runs under the mode lock. *Closing* (`close`) swaps each shard closed, adds
+//! what they held to the word and clears `SHARDED`, in one read-modify-write; from then on the
+//! word is exact, and every entry and exit goes through it. The flags that need an exact count
+//! (`DRAIN`, `EMPTY`, `CHANGED`, `DETACH`) are set only by a caller holding the mode lock
+//! after a close, so they are ordered after it. *Opening* (`try_open`) happens only while none
+//! of them is set, the pool is a root, and the word holds at most half the limit: it sets
+//! `SHARDED`, then opens the shards empty. An entry that finds its shard closed while
+//! `SHARDED` is set waits for the switch on the mode lock and tries again; an exit never waits.
+//!
+//! Why admission stays atomic: `start_draining` closes the shards before it sets `DRAIN`. An
+//! entry counted in a shard was counted before that shard's swap, so the fold carries it into
+//! the word before `DRAIN` is set; an entry after the swap goes through the word and its
+//! compare-and-swap sees `DRAIN`, or is ordered before it and so is in the count a waiter
+//! sees.
 
 use std::sync::PoisonError;
 
+use std::sync::OnceLock;
+
 use crate::loom::{AtomicU64, Mutex, MutexGuard, Ordering};
+
+use super::shards::{Counted, Folded, Shards};
 
 pub(crate) const DRAINING: u64 = 1 << 0;
 pub(crate) const EMPTY_WAITERS: u64 = 1 << 1;
 pub(crate) const CHANGE_WATCHERS: u64 = 1 << 2;
 pub(crate) const DETACHED: u64 = 1 << 3;
+const SHARDED: u64 = 1 << 4;
 /// Every flag: what a recycled pool clears.
-const FLAGS: u64 = DRAINING | EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED;
+const FLAGS: u64 = DRAINING | EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED | SHARDED;
 /// The flags that make an exit do more than its read-modify-write.
 pub(crate) const LATE_WORK: u64 = EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED;
+/// The flags that need the exact count: the shards stay closed while any is set.
+const EXACT: u64 = DRAINING | LATE_WORK;
 
-const IN_FLIGHT_SHIFT: u32 = 4;
+const IN_FLIGHT_SHIFT: u32 = 5;
 const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
-const IN_FLIGHT_MASK: u64 = ((1 << 28) - 1) << IN_FLIGHT_SHIFT;
+const IN_FLIGHT_MASK: u64 = ((1 << 27) - 1) << IN_FLIGHT_SHIFT;
 /// The most requests that can be in flight at once.
-pub(crate) const MAX_IN_FLIGHT: usize = 1 << 27;
+pub(crate) const MAX_IN_FLIGHT: usize = 1 << 26;
 
 const ENTRIES_SHIFT: u32 = 32;
 /// One entry: one more in flight, one more entry.
@@ -117,7 +150,7 @@ fn extend(halves: u64, low: u32) -> u64 {
     ((crossings >> 1) << 32) | u64::from(low)
 }
 
-/// The packed word and the counters that only rare paths touch.
+/// The packed word, the shards, and the counters that only rare paths touch.
 #[derive(Debug)]
 pub(crate) struct State {
     word: AtomicU64,
@@ -127,17 +160,31 @@ pub(crate) struct State {
     /// from here. Written only by `reset`, while nothing else can reach the pool but a late
     /// exit of the life before, which reads it under the same lock (see `super`).
     base: AtomicU64,
-    /// Cancellations and refusals: the rare outcomes. A cancellation changes the word and a
+    /// Cancellations and refusals: the rare outcomes. A cancellation changes the count and a
     /// counter, two steps that `read` must never see half done, so both happen under this
-    /// lock, which `read` takes too. Completions, the common exit, need neither: the word
+    /// lock, which `read` takes too. Completions, the common exit, need neither: the count
     /// alone says everything about them.
     rare: Mutex<RareCounts>,
+    /// The per-worker counters, made the first time this memory is a root pool.
+    shards: OnceLock<Shards>,
+    /// Serialises the switches between the shards and the exact count (see the module docs).
+    mode: Mutex<Mode>,
 }
 
 #[derive(Debug, Default)]
 struct RareCounts {
     cancelled: u64,
     refused: u64,
+}
+
+#[derive(Debug, Default)]
+struct Mode {
+    /// Whether this life may count in shards: a root pool's may, a child's never does (its
+    /// entries are rare, and its memory should stay small).
+    may_shard: bool,
+    /// The low 32 bits of the entry clock when the shards last opened: nothing but a fold
+    /// moves it while they are open, so a fold compares against it to see a half crossing.
+    opened_at: u32,
 }
 
 impl State {
@@ -147,6 +194,8 @@ impl State {
             halves: AtomicU64::new(0),
             base: AtomicU64::new(0),
             rare: Mutex::new(RareCounts::default()),
+            shards: OnceLock::new(),
+            mode: Mutex::new(Mode::default()),
         }
     }
 
@@ -155,14 +204,24 @@ impl State {
         self.rare.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Begins a new life: no flags, no counts. Nothing is in flight and no handle exists; the
-    /// caller holds the pool's lifecycle lock.
+    fn lock_mode(&self) -> MutexGuard<'_, Mode> {
+        // No user code runs under this lock either, and every switch finishes before it can
+        // panic, so a poisoned lock guards a whole mode.
+        self.mode.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Begins a new life: no flags, no counts, the shards closed. Nothing is in flight and no
+    /// handle exists; the caller holds the pool's lifecycle lock.
     ///
     /// The entries field and `halves` are kept: the clock runs on across lives, so that an
     /// emptying published by a late exit of the old life can never satisfy a waiter of the
     /// new one, and `extend` stays exact.
     pub(crate) fn reset(&self) {
         let mut counts = self.lock_rare();
+        let mut mode = self.lock_mode();
+        // The last handle closed the shards for good (`detach`); a test's pool may not have.
+        self.close(&mut mode);
+        mode.may_shard = false;
         // Relaxed: the caller's fence ordered every exit of the old life before this, and the
         // memory reaches its next owner through the free list's mutex.
         self.word.fetch_and(!FLAGS, Ordering::Relaxed);
@@ -173,13 +232,21 @@ impl State {
         *counts = RareCounts::default();
     }
 
+    /// Lets this life count in shards, and opens them: for a root pool, at the start of its
+    /// life.
+    pub(crate) fn shard(&self) {
+        let mut mode = self.lock_mode();
+        self.shards.get_or_init(Shards::new);
+        mode.may_shard = true;
+        self.try_open(&mut mode);
+    }
+
     /// Counts one more request in flight unless the pool is draining or full.
     ///
-    /// This is the check-and-admit step: one compare-and-swap of the word it checked. A
-    /// concurrent `start_draining` is ordered before or after it in the word's modification
-    /// order: before, and the swap fails and this entry sees `DRAINING`; after, and this entry
-    /// is in the count that the drainer's waiters see. So once `start_draining` has returned
-    /// and a waiter has seen the pool empty, no entry can be admitted.
+    /// This is the check-and-admit step: one compare-and-swap, of this thread's shard or of
+    /// the word it checked. A concurrent `start_draining` is ordered before or after it: see
+    /// the module docs. So once `start_draining` has returned and a waiter has seen the pool
+    /// empty, no entry can be admitted.
     #[inline]
     pub(crate) fn try_enter(&self) -> Entry {
         self.admit(DRAINING)
@@ -193,10 +260,17 @@ impl State {
 
     #[inline(always)]
     fn admit(&self, refused_by: u64) -> Entry {
+        if let Some(shards) = self.shards.get() {
+            match shards.enter() {
+                Counted::Here => return Entry::Admitted,
+                Counted::Closed => {}
+                Counted::Full => return self.admit_after_fold(refused_by),
+            }
+        }
         // Relaxed: a first guess at the word, which the swap below checks.
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
-            if word & (refused_by | CHANGE_WATCHERS) != 0
+            if word & (refused_by | CHANGE_WATCHERS | SHARDED) != 0
                 || in_flight(word) >= MAX_IN_FLIGHT
                 || crosses_half(word)
             {
@@ -218,9 +292,28 @@ impl State {
         }
     }
 
+    /// An entry that found its shard at a cap: fold the shards (which empties them), then
+    /// count it again.
+    #[cold]
+    fn admit_after_fold(&self, refused_by: u64) -> Entry {
+        {
+            let mut mode = self.lock_mode();
+            self.close(&mut mode);
+            self.try_open(&mut mode);
+        }
+        self.admit(refused_by)
+    }
+
     #[cold]
     fn admit_slow(&self, mut word: u64, refused_by: u64) -> Entry {
         loop {
+            if word & SHARDED != 0 {
+                // The shards are open or being folded, and this thread saw its own closed: a
+                // switch is under way. Wait for it to end, then count again; the lock's
+                // handoff shows this thread the shards as the switch left them.
+                drop(self.lock_mode());
+                return self.admit(refused_by);
+            }
             if word & refused_by != 0 {
                 return Entry::Draining;
             }
@@ -259,30 +352,41 @@ impl State {
         self.load()
     }
 
-    /// Takes one request out of the count. Returns the word before: if it has any of
-    /// `LATE_WORK`, the caller has more to do (`Shared::after_exit`).
+    /// Takes one request out of the count. Returns the word before, or 0 if the request left
+    /// through a shard: if it has any of `LATE_WORK`, the caller has more to do
+    /// (`Shared::after_exit`).
     #[inline]
     pub(crate) fn exit(&self, outcome: Outcome) -> u64 {
         match outcome {
-            Outcome::Completed => self.leave_word(),
+            Outcome::Completed => self.leave(),
             Outcome::Cancelled => self.leave_cancelled(),
         }
     }
 
     #[inline]
-    fn leave_word(&self) -> u64 {
+    fn leave(&self) -> u64 {
+        if let Some(shards) = self.shards.get() {
+            if shards.exit() {
+                // A shard is open, so no flag is set: nobody needs to hear of it.
+                return 0;
+            }
+        }
         // Release: everything the request did happens-before a waiter that observes the count
         // it leaves (Acquire loads in `read` and in registration), and before the recycling of
         // the pool, whose Acquire fence pairs with it.
         let prev = self.word.fetch_sub(IN_FLIGHT_ONE, Ordering::Release);
-        debug_assert!(in_flight(prev) > 0, "exit without a matching entry");
+        // While `SHARDED`, the word's count may be anything (see the module docs).
+        debug_assert!(
+            prev & SHARDED != 0 || in_flight(prev) > 0,
+            "exit without a matching entry"
+        );
         prev
     }
 
     #[cold]
     fn leave_cancelled(&self) -> u64 {
         let mut counts = self.lock_rare();
-        let prev = self.leave_word();
+        let prev = self.leave();
         counts.cancelled += 1;
         prev
     }
@@ -295,53 +399,89 @@ impl State {
         now - u64::from((now as u32).wrapping_sub(low))
     }
 
-    /// Sets `DRAINING`; returns the word before.
+    /// Closes the shards for good this cycle and sets `DRAINING`; returns the word before,
+    /// whose count is exact.
     pub(crate) fn start_draining(&self) -> u64 {
+        let mut mode = self.lock_mode();
+        self.close(&mut mode);
         // AcqRel: ordered with every entry by the word's modification order; Release publishes
         // the flip to Acquire readers of `is_draining`.
         self.word.fetch_or(DRAINING, Ordering::AcqRel)
     }
 
-    /// Clears `DRAINING`; returns the word before.
+    /// Clears `DRAINING`; returns the word before. The shards stay closed until the waiter
+    /// that draining registered is gone too (`set_flag`).
     pub(crate) fn resume(&self) -> u64 {
         // AcqRel: as in `start_draining`.
-        self.word.fetch_and(!DRAINING, Ordering::AcqRel)
+        let prev = self.word.fetch_and(!DRAINING, Ordering::AcqRel);
+        self.try_open(&mut self.lock_mode());
+        prev
     }
 
-    /// Sets or clears a waiter bit; returns the word before. Callers serialise these under the
-    /// pool's waiter lock, so the bit always matches the registered count.
+    /// Sets or clears a waiter bit; returns the word before, whose count is exact. Callers
+    /// serialise these under the pool's waiter lock, so the bit always matches the registered
+    /// count.
     pub(crate) fn set_flag(&self, flag: u64, on: bool) -> u64 {
         // AcqRel: the registration is ordered with every exit by the word's modification order
         // (an exit after it sees the flag; one before it is visible in the returned count), and
         // Acquire makes the requests that left before it happen-before the waiter.
         if on {
+            let mut mode = self.lock_mode();
+            self.close(&mut mode);
             self.word.fetch_or(flag, Ordering::AcqRel)
         } else {
-            self.word.fetch_and(!flag, Ordering::AcqRel)
+            let prev = self.word.fetch_and(!flag, Ordering::AcqRel);
+            self.try_open(&mut self.lock_mode());
+            prev
         }
     }
 
-    /// Marks the pool as having no handles. Returns true when nothing is in flight, in which
-    /// case the caller recycles it now; otherwise the last exit will.
+    /// Marks the pool as having no handles, its shards closed for the rest of its life.
+    /// Returns true when nothing is in flight, in which case the caller recycles it now;
+    /// otherwise the last exit will.
     pub(crate) fn detach(&self) -> bool {
+        let mut mode = self.lock_mode();
+        self.close(&mut mode);
+        mode.may_shard = false;
         // AcqRel: Release so that the last exit, which recycles, sees this handle's writes;
         // Acquire so that a recycling caller sees every exit's.
         in_flight(self.word.fetch_or(DETACHED, Ordering::AcqRel)) == 0
     }
 
-    /// The word alone, for the cheap queries.
+    /// The word alone, for its flags. Its count is exact only while one of `EXACT` is set;
+    /// `in_flight` and `read` are exact always.
     #[inline]
     pub(crate) fn load(&self) -> u64 {
         // Acquire: pairs with the Release exits, so requests seen gone have finished.
         self.word.load(Ordering::Acquire)
     }
 
+    /// Whether the pool is counting in its shards now.
+    #[cfg(all(test, loom))]
+    pub(crate) fn is_sharded(&self) -> bool {
+        self.load() & SHARDED != 0
+    }
+
+    /// How many requests are in flight, exactly.
+    pub(crate) fn in_flight(&self) -> usize {
+        let word = self.load();
+        if word & SHARDED == 0 {
+            return in_flight(word);
+        }
+        self.read().in_flight()
+    }
+
     /// A consistent reading of everything: no cancellation or refusal is half done in it,
-    /// since those run under the lock taken here, and entries and completions are single
-    /// read-modify-writes of the word.
+    /// since those run under the lock taken here, entries and completions are single
+    /// read-modify-writes, and the shards are folded into the word first (and opened again
+    /// after, if they may be).
     pub(crate) fn read(&self) -> Reading {
         let counts = self.lock_rare();
-        self.read_locked(&counts)
+        let mut mode = self.lock_mode();
+        self.close(&mut mode);
+        let reading = self.read_locked(&counts);
+        self.try_open(&mut mode);
+        reading
     }
 
     fn read_locked(&self, counts: &RareCounts) -> Reading {
@@ -365,6 +505,71 @@ impl State {
     pub(crate) fn base(&self) -> u64 {
         // Relaxed: see `base`.
         self.base.load(Ordering::Relaxed)
+    }
+
+    /// Folds the shards into the word and closes them, if they are open. Afterwards the word
+    /// is exact and counts every request. The caller holds the mode lock.
+    fn close(&self, mode: &mut Mode) {
+        // Relaxed: only the mode lock's holder sets or clears `SHARDED`.
+        if self.word.load(Ordering::Relaxed) & SHARDED == 0 {
+            return;
+        }
+        let shards = self.shards.get().expect("`SHARDED` without shards");
+        let Folded {
+            entries,
+            in_flight: count,
+        } = shards.close();
+        // One read-modify-write adds the shards' entries and count and clears `SHARDED`. The
+        // count may be negative and the word's below zero; the sum is exact and in range, and
+        // wrapping arithmetic over the whole word gives each field its exact value.
+        let delta = (u64::from(entries) << ENTRIES_SHIFT)
+            .wrapping_add((i64::from(count) as u64).wrapping_mul(IN_FLIGHT_ONE))
+            .wrapping_sub(SHARDED);
+        // AcqRel: Release hands the shards' exits (acquired by their swaps) on to whoever
+        // reads the word; Acquire orders this fold after the word's earlier writes.
+        let now = self
+            .word
+            .fetch_add(delta, Ordering::AcqRel)
+            .wrapping_add(delta);
+        debug_assert!(in_flight(now) <= MAX_IN_FLIGHT, "a fold out of range");
+        // At most one crossing, since fewer than 2^31 entries were folded.
+        if (mode.opened_at ^ entries_low(now)) >> 31 != 0 {
+            // Release: as for an entry's crossing in `admit_slow`.
+            self.halves.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Opens the shards if this life may shard, they are closed, and nobody needs the exact
+    /// count: no flag is set and the word holds at most half the limit (so that the shards'
+    /// caps keep the whole pool within it). The caller holds the mode lock.
+    fn try_open(&self, mode: &mut Mode) {
+        if !mode.may_shard {
+            return;
+        }
+        let Some(shards) = self.shards.get() else {
+            return;
+        };
+        // Relaxed: a first guess, which the swap checks.
+        let mut word = self.word.load(Ordering::Relaxed);
+        loop {
+            if word & (EXACT | SHARDED) != 0 || in_flight(word) > MAX_IN_FLIGHT / 2 {
+                return;
+            }
+            // Relaxed: the flags that forbid opening are set only under the mode lock, which
+            // we hold; the swap fails if an entry or exit changed the word meanwhile.
+            match self.word.compare_exchange_weak(
+                word,
+                word | SHARDED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
+        }
+        // No entry changes the clock while `SHARDED` is set (`admit_slow` waits).
+        mode.opened_at = entries_low(word);
+        shards.open();
     }
 }
 
@@ -461,5 +666,112 @@ mod tests {
         );
         assert_eq!(state.try_enter(), Entry::Admitted);
         assert_eq!(state.read().started, 1);
+    }
+
+    /// A root pool's state, counting in its shards.
+    fn sharded() -> State {
+        let state = State::new();
+        state.shard();
+        assert_ne!(state.load() & SHARDED, 0);
+        state
+    }
+
+    #[test]
+    fn the_shards_close_for_whoever_needs_the_exact_count_and_open_after() {
+        let state = sharded();
+        assert_eq!(state.enter(), Entry::Admitted);
+        assert_eq!(
+            in_flight(state.load()),
+            0,
+            "counted in a shard, not the word"
+        );
+
+        let prev = state.set_flag(EMPTY_WAITERS, true);
+        assert_eq!((in_flight(prev), prev & SHARDED), (1, 0), "a waiter folds");
+        state.set_flag(EMPTY_WAITERS, false);
+        assert_ne!(
+            state.load() & SHARDED,
+            0,
+            "open again once the waiter is gone"
+        );
+
+        let prev = state.start_draining();
+        assert_eq!((in_flight(prev), prev & SHARDED), (1, 0), "draining folds");
+        state.set_flag(EMPTY_WAITERS, true);
+        state.resume();
+        assert_eq!(state.load() & SHARDED, 0, "closed while a waiter remains");
+        state.set_flag(EMPTY_WAITERS, false);
+        assert_ne!(state.load() & SHARDED, 0);
+
+        // A snapshot folds and opens again; the clock and the count are exact throughout.
+        let reading = state.read();
+        assert_eq!((reading.in_flight(), reading.started), (1, 1));
+        assert_ne!(state.load() & SHARDED, 0);
+        state.exit(Outcome::Completed);
+        assert_eq!(state.in_flight(), 0);
+        assert!(!state.detach() || state.load() & SHARDED == 0);
+    }
+
+    #[test]
+    fn a_shard_at_its_cap_is_folded_and_the_entry_counted_once() {
+        let state = sharded();
+        for _ in 0..3 {
+            state.enter();
+        }
+        state.shards.get().unwrap().fill_local_for_test();
+        assert_eq!(state.enter(), Entry::Admitted);
+        let reading = state.read();
+        assert_eq!(
+            reading.in_flight(),
+            super::super::shards::IN_FLIGHT_CAP as usize + 1
+        );
+        assert_eq!(
+            reading.started,
+            u64::from(super::super::shards::ENTRIES_AT_CAP) + 1
+        );
+        assert_ne!(state.load() & SHARDED, 0, "open again after the fold");
+    }
+
+    #[test]
+    fn the_shards_stay_closed_while_the_word_holds_over_half_the_limit() {
+        let state = State::new();
+        state.word.store(
+            ((MAX_IN_FLIGHT / 2 + 1) as u64) << IN_FLIGHT_SHIFT,
+            Ordering::Relaxed,
+        );
+        state.shard();
+        assert_eq!(state.load() & SHARDED, 0);
+        state.exit(Outcome::Completed);
+        state.read();
+        assert_ne!(state.load() & SHARDED, 0, "opens once the word is at half");
+    }
+
+    #[test]
+    fn a_fold_carries_the_clock_across_a_half_period() {
+        let state = State::new();
+        state
+            .word
+            .store(((1u64 << 31) - 2) << ENTRIES_SHIFT, Ordering::Relaxed);
+        state.shard();
+        for _ in 0..5 {
+            state.enter();
+            state.exit(Outcome::Completed);
+        }
+        let reading = state.read();
+        assert_eq!(reading.entries, (1 << 31) + 3);
+        assert_eq!(state.halves.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn exits_that_find_their_shard_closed_mid_switch_are_made_good_by_the_fold() {
+        let state = sharded();
+        // Two requests counted in a shard; one leaves through the word while `SHARDED` is
+        // still set (as an exit racing the switch does), taking the word below zero.
+        state.enter();
+        state.enter();
+        let prev = state.word.fetch_sub(IN_FLIGHT_ONE, Ordering::Release);
+        assert_eq!(in_flight(prev), 0);
+        let reading = state.read();
+        assert_eq!((reading.in_flight(), reading.started), (1, 2));
     }
 }

@@ -1,0 +1,261 @@
+//! Per-worker counters: where a root pool counts its requests while nobody needs an exact
+//! count.
+//!
+//! On a multi-threaded runtime every worker enters and leaves the same pool, and one shared
+//! counter makes every request of every worker write the same cache line. So, in the spirit of
+//! Linux's `percpu_ref`, a root pool keeps one counter per worker, each on its own cache line,
+//! and counts there while it serves: no write is shared. When someone needs the exact count
+//! (draining, an empty-waiter, a predicate waiter, a snapshot, the last handle going), the
+//! pool *closes* its shards and folds what they hold into its packed word (`State::close`),
+//! which from then on counts every request exactly, as it would with no shards at all. When
+//! nobody needs the exact count any longer, the shards open again (`State::try_open`).
+//!
+//! A shard's word:
+//!
+//! ```text
+//!  63                          32 31                    1       0
+//! +------------------------------+-----------------------+--------+
+//! | in flight (wrapping, signed) | entries since opened  | CLOSED |
+//! +------------------------------+-----------------------+--------+
+//! ```
+//!
+//! - `CLOSED`: the shard counts nothing; entries and exits go to the pool's word. An entry or
+//!   exit is a compare-and-swap of a word it saw open, so none can land in a closed shard: the
+//!   swap that closes a shard takes everything it will ever hold until it opens again.
+//! - entries: admitted here since the shard opened, at most `ENTRIES_CAP`.
+//! - in flight: entries here less exits here. A guard may leave on another worker than the one
+//!   it entered on, so a shard's count may go below zero; only the sum over the shards and the
+//!   word means anything. It sits at the top so that going below zero borrows out of the word,
+//!   not into the entries.
+//!
+//! A worker is a thread: each thread takes the next shard, round robin, the first time it
+//! counts anything, and keeps it. Threads beyond the number of shards share one, which is
+//! correct (every change is a read-modify-write) and only slower.
+
+use crossbeam_utils::CachePadded;
+
+use crate::loom::{AtomicU64, Ordering};
+
+const CLOSED: u64 = 1;
+const ENTRY_ONE: u64 = 1 << 1;
+const IN_FLIGHT_SHIFT: u32 = 32;
+const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
+const ENTER: u64 = ENTRY_ONE | IN_FLIGHT_ONE;
+
+/// The most shards a pool has: folding costs one swap per shard.
+const MAX_SHARDS: usize = 64;
+
+/// Entries a shard takes before the pool folds it: the sum over all shards stays below 2^31,
+/// so that one fold moves the word's entry clock across at most one half period (see
+/// `state::extend`).
+const ENTRIES_CAP: u64 = 1 << 24;
+#[cfg(all(test, not(loom)))]
+pub(super) const ENTRIES_AT_CAP: u32 = ENTRIES_CAP as u32;
+
+/// Requests a shard may count in flight before the pool folds it. With the word holding at most
+/// `MAX_IN_FLIGHT / 2` when the shards open (`State::try_open`), the pool never has more than
+/// `MAX_IN_FLIGHT` in flight, whichever shards they are counted in.
+pub(super) const IN_FLIGHT_CAP: i32 = (super::state::MAX_IN_FLIGHT / 2 / MAX_SHARDS) as i32;
+
+/// What a shard made of an entry or an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Counted {
+    /// Counted in the shard.
+    Here,
+    /// The shard is closed: count it in the word.
+    Closed,
+    /// The shard is at one of its caps: fold the shards, then count it again.
+    Full,
+}
+
+/// A pool's shards, made the first time its memory serves as a root pool and kept for good.
+#[derive(Debug)]
+pub(super) struct Shards {
+    cells: Box<[CachePadded<AtomicU64>]>,
+}
+
+/// What a fold took out of the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Folded {
+    /// Entries admitted in the shards, below 2^31.
+    pub(super) entries: u32,
+    /// Requests in flight counted in the shards, which may be negative: guards that entered
+    /// before the shards opened may have left through them.
+    pub(super) in_flight: i32,
+}
+
+impl Shards {
+    /// Closed shards, one per worker of this machine, doubled so that a few extra threads
+    /// (the blocking pool, the main thread) rarely share one with a worker.
+    pub(super) fn new() -> Self {
+        let cells = (0..shard_count())
+            .map(|_| CachePadded::new(AtomicU64::new(CLOSED)))
+            .collect();
+        Self { cells }
+    }
+
+    /// This thread's shard.
+    #[inline(always)]
+    fn local(&self) -> &AtomicU64 {
+        // The length is a power of two.
+        &self.cells[crate::loom::worker_index() & (self.cells.len() - 1)]
+    }
+
+    /// Counts an entry in this thread's shard if it is open and below its caps.
+    #[inline(always)]
+    pub(super) fn enter(&self) -> Counted {
+        let shard = self.local();
+        // Relaxed: a first guess, which the swap checks.
+        let mut word = shard.load(Ordering::Relaxed);
+        loop {
+            if word & CLOSED != 0 {
+                return Counted::Closed;
+            }
+            if word & ENTRIES_MASK >= ENTRIES_CAP << 1 || in_flight(word) >= IN_FLIGHT_CAP {
+                return Counted::Full;
+            }
+            // Relaxed: as the word's own entries (`State::admit`), an entry publishes nothing,
+            // and the fold that closes this shard reads it whatever the order.
+            match shard.compare_exchange_weak(
+                word,
+                // Wrapping: the in-flight field may sit below zero (see the module docs).
+                word.wrapping_add(ENTER),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Counted::Here,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Counts an exit in this thread's shard if it is open. Returns false if it is closed.
+    #[inline(always)]
+    pub(super) fn exit(&self) -> bool {
+        let shard = self.local();
+        // Relaxed: a first guess, which the swap checks.
+        let mut word = shard.load(Ordering::Relaxed);
+        while word & CLOSED == 0 {
+            // Release: everything the request did happens-before the fold that closes this
+            // shard (its swap is Acquire), and so before any waiter that reads the word the
+            // fold writes.
+            match shard.compare_exchange_weak(
+                word,
+                word.wrapping_sub(IN_FLIGHT_ONE),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+        false
+    }
+
+    /// Closes every shard and returns what they held. The caller holds the pool's mode lock
+    /// and has seen the shards open.
+    pub(super) fn close(&self) -> Folded {
+        let mut folded = Folded {
+            entries: 0,
+            in_flight: 0,
+        };
+        for shard in self.cells.iter() {
+            // AcqRel: Acquire so that every exit counted here happens-before the fold's write
+            // of the word; Release orders the close after the caller's earlier writes.
+            let word = shard.swap(CLOSED, Ordering::AcqRel);
+            debug_assert_eq!(word & CLOSED, 0, "closing a closed shard");
+            // The entries caps keep the sum below 2^31; the in-flight sum wraps like the
+            // fields it adds.
+            folded.entries += ((word & ENTRIES_MASK) >> 1) as u32;
+            folded.in_flight = folded.in_flight.wrapping_add(in_flight(word));
+        }
+        folded
+    }
+
+    /// Puts this thread's shard at both its caps, as if `ENTRIES_AT_CAP` entries and
+    /// `IN_FLIGHT_CAP` requests were counted in it.
+    #[cfg(all(test, not(loom)))]
+    pub(super) fn fill_local_for_test(&self) {
+        let word = (u64::from(ENTRIES_AT_CAP) << 1) | ((IN_FLIGHT_CAP as u64) << IN_FLIGHT_SHIFT);
+        // The test's own three entries are replaced: they were in this shard too.
+        self.local().store(word, Ordering::Relaxed);
+    }
+
+    /// Opens every shard, empty. The caller holds the pool's mode lock, has set `SHARDED` in
+    /// the word, and has seen the shards closed.
+    pub(super) fn open(&self) {
+        for shard in self.cells.iter() {
+            // Relaxed: a closed shard holds nothing and nobody writes it; entries and exits
+            // that see it open need nothing else from this thread. The next fold reads it
+            // under the mode lock, after this thread's release of it.
+            shard.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+const ENTRIES_MASK: u64 = (1 << IN_FLIGHT_SHIFT) - 2;
+
+/// A shard word's in-flight field, as the signed count it is.
+#[inline(always)]
+fn in_flight(word: u64) -> i32 {
+    (word >> IN_FLIGHT_SHIFT) as u32 as i32
+}
+
+/// Twice the machine's parallelism, as a power of two between 2 and `MAX_SHARDS`.
+#[cfg(not(loom))]
+fn shard_count() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        (cores * 2).next_power_of_two().clamp(2, MAX_SHARDS)
+    })
+}
+
+/// Two shards under loom: enough for two threads not to share one, and a third to share.
+#[cfg(loom)]
+fn shard_count() -> usize {
+    2
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_counts_below_zero_without_touching_its_entries() {
+        let shards = Shards::new();
+        shards.open();
+        assert!(shards.exit());
+        assert!(shards.exit());
+        assert_eq!(shards.enter(), Counted::Here);
+        let folded = shards.close();
+        assert_eq!(
+            folded,
+            Folded {
+                entries: 1,
+                in_flight: -1
+            }
+        );
+        assert_eq!(shards.enter(), Counted::Closed);
+        assert!(!shards.exit(), "a closed shard takes no exit");
+    }
+
+    #[test]
+    fn a_shard_at_a_cap_asks_for_a_fold() {
+        let shards = Shards::new();
+        shards.open();
+        let shard = shards.local();
+        shard.store(ENTRIES_CAP << 1, Ordering::Relaxed);
+        assert_eq!(shards.enter(), Counted::Full);
+        shard.store((IN_FLIGHT_CAP as u64) << IN_FLIGHT_SHIFT, Ordering::Relaxed);
+        assert_eq!(shards.enter(), Counted::Full);
+        // Exits are never capped.
+        assert!(shards.exit());
+    }
+
+    #[test]
+    fn the_shard_count_is_a_power_of_two() {
+        let count = shard_count();
+        assert!(count.is_power_of_two() && (2..=MAX_SHARDS).contains(&count));
+    }
+}
