@@ -204,3 +204,126 @@ fn guards_dropped_on_other_threads_after_the_handles_are_gone() {
         assert_eq!(fresh.snapshot().completed, 1);
     }
 }
+
+/// Guards enter on one thread and leave on another (so per-worker counts go below zero), while
+/// another thread keeps switching the pool between per-worker and exact counting: waiters
+/// made and dropped, snapshots, drains and resumes. Every snapshot is a state the pool was in,
+/// and the books balance at the end.
+#[test]
+fn guards_moving_between_threads_while_the_counting_mode_switches() {
+    const ROUNDS: u64 = 20_000;
+    let drain = Drain::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    // A ring: each worker sends its guards to the next, which drops them.
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..THREADS)
+        .map(|_| std::sync::mpsc::sync_channel::<tower_drain::Guard>(64))
+        .unzip();
+    let workers: Vec<_> = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(i, inbox)| {
+            let (drain, next) = (drain.clone(), senders[(i + 1) % THREADS].clone());
+            thread::spawn(move || {
+                let mut admitted = 0u64;
+                for n in 0..ROUNDS {
+                    let guard = if n % 2 == 0 {
+                        Some(drain.guard())
+                    } else {
+                        drain.try_guard().ok()
+                    };
+                    if let Some(guard) = guard {
+                        admitted += 1;
+                        // Never block: a full inbox has its guard dropped here instead.
+                        if let Err(std::sync::mpsc::TrySendError::Full(guard)) =
+                            next.try_send(guard)
+                        {
+                            drop(guard);
+                        }
+                    }
+                    while let Ok(guard) = inbox.try_recv() {
+                        drop(guard);
+                    }
+                }
+                drop(next);
+                // The previous worker has stopped sending once its sender is dropped.
+                while let Ok(guard) = inbox.recv() {
+                    drop(guard);
+                }
+                admitted
+            })
+        })
+        .collect();
+    drop(senders);
+    let switcher = {
+        let (drain, stop) = (drain.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut last = drain.snapshot();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                match n % 5 {
+                    0 => drop(drain.until_empty()),
+                    1 => drop(drain.until(|s| s.in_flight > 1_000_000)),
+                    2 if n % 50 == 2 => {
+                        drain.start_draining();
+                    }
+                    3 if n % 50 == 3 => {
+                        drain.resume();
+                    }
+                    _ => {}
+                }
+                let s = drain.snapshot();
+                assert_eq!(s.started, s.completed + s.cancelled + s.in_flight as u64);
+                // Each worker holds one guard and at most 64 wait in its inbox.
+                assert!(s.in_flight <= THREADS * 66, "in flight {}", s.in_flight);
+                assert!(s.started >= last.started, "{last:?} then {s:?}");
+                assert!(s.completed >= last.completed, "{last:?} then {s:?}");
+                assert!(s.rejected >= last.rejected, "{last:?} then {s:?}");
+                last = s;
+            }
+            n
+        })
+    };
+    let admitted: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    stop.store(true, Ordering::Relaxed);
+    let switches = switcher.join().unwrap();
+    assert!(switches > 0);
+    drain.resume();
+    let s = drain.snapshot();
+    assert_eq!(
+        (s.in_flight, s.started, s.completed),
+        (0, admitted, admitted)
+    );
+    assert_eq!(s.started + s.rejected, THREADS as u64 * ROUNDS);
+    block_on_bounded(drain.until_empty());
+}
+
+/// A waiter registered while guards are spread over many threads wakes when the last of
+/// them leaves, not before.
+#[test]
+fn a_waiter_behind_guards_spread_over_threads_wakes_at_the_last_exit() {
+    for _ in 0..200 {
+        let drain = Drain::new();
+        let guards: Vec<_> = (0..THREADS * 2).map(|_| drain.guard()).collect();
+        let barrier = Arc::new(Barrier::new(THREADS + 1));
+        let mut guards = guards.into_iter();
+        let droppers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (a, b, barrier) = (guards.next(), guards.next(), barrier.clone());
+                thread::spawn(move || {
+                    drop(a);
+                    barrier.wait();
+                    drop(b);
+                })
+            })
+            .collect();
+        let waiter = drain.until_empty();
+        barrier.wait();
+        block_on_bounded(waiter);
+        assert_eq!(drain.in_flight(), 0, "woken before the last exit");
+        for dropper in droppers {
+            dropper.join().unwrap();
+        }
+        assert_eq!(drain.snapshot().completed, (THREADS * 2) as u64);
+    }
+}

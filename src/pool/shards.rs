@@ -45,17 +45,17 @@ const ENTER: u64 = ENTRY_ONE | IN_FLIGHT_ONE;
 /// The most shards a pool has: folding costs one swap per shard.
 const MAX_SHARDS: usize = 64;
 
-/// Entries a shard takes before the pool folds it: the sum over all shards stays below 2^31,
-/// so that one fold moves the word's entry clock across at most one half period (see
-/// `state::extend`).
-const ENTRIES_CAP: u64 = 1 << 24;
+/// Entries a shard takes before the pool folds it. It bounds two things at once, since a
+/// shard never counts more in flight than it admitted: the entries of one fold, below 2^31 so
+/// that a fold moves the word's clock across at most one half period (see `state::extend`);
+/// and the requests in flight in the shards, at most `MAX_IN_FLIGHT / 2`, so that with the
+/// word holding at most the other half when the shards open (`State::try_open`) the pool
+/// never has more than `MAX_IN_FLIGHT` in flight, whichever shards count them.
+const ENTRIES_CAP: u64 = (super::state::MAX_IN_FLIGHT / 2 / MAX_SHARDS) as u64;
 #[cfg(all(test, not(loom)))]
 pub(super) const ENTRIES_AT_CAP: u32 = ENTRIES_CAP as u32;
-
-/// Requests a shard may count in flight before the pool folds it. With the word holding at most
-/// `MAX_IN_FLIGHT / 2` when the shards open (`State::try_open`), the pool never has more than
-/// `MAX_IN_FLIGHT` in flight, whichever shards they are counted in.
-pub(super) const IN_FLIGHT_CAP: i32 = (super::state::MAX_IN_FLIGHT / 2 / MAX_SHARDS) as i32;
+/// The entries field's bit that the cap sets: one test finds a closed or a full shard.
+const FULL: u64 = ENTRIES_CAP * ENTRY_ONE;
 
 /// What a shard made of an entry or an exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +68,14 @@ pub(super) enum Counted {
     Full,
 }
 
-/// A pool's shards, made the first time its memory serves as a root pool and kept for good.
+/// One shard: a word on a cache line of its own.
+type Shard = CachePadded<AtomicU64>;
+
+/// A pool's shards, made the first time its memory serves as a root pool and kept for good
+/// (leaked, like the pool's memory, so that a thread can keep a plain reference to its own).
 #[derive(Debug)]
 pub(super) struct Shards {
-    cells: Box<[CachePadded<AtomicU64>]>,
+    cells: &'static [Shard],
 }
 
 /// What a fold took out of the shards.
@@ -84,72 +88,107 @@ pub(super) struct Folded {
     pub(super) in_flight: i32,
 }
 
+/// This thread's shard of the pool whose shards live in `cell`, if it has any.
+///
+/// Each thread remembers the last pool it counted in and its shard there, keyed by the
+/// address of the pool's `cell`: the request path then reads two thread-local words instead
+/// of following the pool to its shards. The memory of a pool, its shards with it, is never
+/// freed, so a remembered shard stays valid; whether it is open is for its own word to say.
+#[inline(always)]
+pub(super) fn local(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard> {
+    #[cfg(not(loom))]
+    {
+        type Remembered = Option<(*const std::sync::OnceLock<Shards>, &'static Shard)>;
+        std::thread_local!(static LAST: std::cell::Cell<Remembered> = const {
+            std::cell::Cell::new(None)
+        });
+
+        #[cold]
+        fn look_up(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard> {
+            let shard = cell.get()?.local();
+            LAST.with(|last| last.set(Some((cell as *const _, shard))));
+            Some(shard)
+        }
+
+        match LAST.with(std::cell::Cell::get) {
+            Some((key, shard)) if std::ptr::eq(key, cell) => Some(shard),
+            _ => look_up(cell),
+        }
+    }
+    // Under loom each lookup is fresh: a thread-local of the real thread would be shared by
+    // the model's threads.
+    #[cfg(loom)]
+    {
+        cell.get().map(Shards::local)
+    }
+}
+
+/// Counts an entry in `shard` if it is open and below its cap.
+#[inline(always)]
+pub(super) fn enter(shard: &AtomicU64) -> Counted {
+    // Relaxed: a first guess, which the swap checks.
+    let mut word = shard.load(Ordering::Relaxed);
+    loop {
+        if word & (CLOSED | FULL) != 0 {
+            return if word & CLOSED != 0 {
+                Counted::Closed
+            } else {
+                Counted::Full
+            };
+        }
+        // Relaxed: as the word's own entries (`State::admit`), an entry publishes nothing,
+        // and the fold that closes this shard reads it whatever the order.
+        match shard.compare_exchange_weak(
+            word,
+            // Wrapping: the in-flight field may sit below zero (see the module docs).
+            word.wrapping_add(ENTER),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return Counted::Here,
+            Err(now) => word = now,
+        }
+    }
+}
+
+/// Counts an exit in `shard` if it is open. Returns false if it is closed.
+#[inline(always)]
+pub(super) fn exit(shard: &AtomicU64) -> bool {
+    // Relaxed: a first guess, which the swap checks.
+    let mut word = shard.load(Ordering::Relaxed);
+    while word & CLOSED == 0 {
+        // Release: everything the request did happens-before the fold that closes this
+        // shard (its swap is Acquire), and so before any waiter that reads the word the
+        // fold writes.
+        match shard.compare_exchange_weak(
+            word,
+            word.wrapping_sub(IN_FLIGHT_ONE),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return true,
+            Err(now) => word = now,
+        }
+    }
+    false
+}
+
 impl Shards {
     /// Closed shards, one per worker of this machine, doubled so that a few extra threads
     /// (the blocking pool, the main thread) rarely share one with a worker.
     pub(super) fn new() -> Self {
-        let cells = (0..shard_count())
+        let cells: Box<[Shard]> = (0..shard_count())
             .map(|_| CachePadded::new(AtomicU64::new(CLOSED)))
             .collect();
-        Self { cells }
+        Self {
+            cells: Box::leak(cells),
+        }
     }
 
     /// This thread's shard.
-    #[inline(always)]
-    fn local(&self) -> &AtomicU64 {
+    fn local(&self) -> &'static Shard {
         // The length is a power of two.
         &self.cells[crate::loom::worker_index() & (self.cells.len() - 1)]
-    }
-
-    /// Counts an entry in this thread's shard if it is open and below its caps.
-    #[inline(always)]
-    pub(super) fn enter(&self) -> Counted {
-        let shard = self.local();
-        // Relaxed: a first guess, which the swap checks.
-        let mut word = shard.load(Ordering::Relaxed);
-        loop {
-            if word & CLOSED != 0 {
-                return Counted::Closed;
-            }
-            if word & ENTRIES_MASK >= ENTRIES_CAP << 1 || in_flight(word) >= IN_FLIGHT_CAP {
-                return Counted::Full;
-            }
-            // Relaxed: as the word's own entries (`State::admit`), an entry publishes nothing,
-            // and the fold that closes this shard reads it whatever the order.
-            match shard.compare_exchange_weak(
-                word,
-                // Wrapping: the in-flight field may sit below zero (see the module docs).
-                word.wrapping_add(ENTER),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Counted::Here,
-                Err(now) => word = now,
-            }
-        }
-    }
-
-    /// Counts an exit in this thread's shard if it is open. Returns false if it is closed.
-    #[inline(always)]
-    pub(super) fn exit(&self) -> bool {
-        let shard = self.local();
-        // Relaxed: a first guess, which the swap checks.
-        let mut word = shard.load(Ordering::Relaxed);
-        while word & CLOSED == 0 {
-            // Release: everything the request did happens-before the fold that closes this
-            // shard (its swap is Acquire), and so before any waiter that reads the word the
-            // fold writes.
-            match shard.compare_exchange_weak(
-                word,
-                word.wrapping_sub(IN_FLIGHT_ONE),
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => word = now,
-            }
-        }
-        false
     }
 
     /// Closes every shard and returns what they held. The caller holds the pool's mode lock
@@ -172,11 +211,11 @@ impl Shards {
         folded
     }
 
-    /// Puts this thread's shard at both its caps, as if `ENTRIES_AT_CAP` entries and
-    /// `IN_FLIGHT_CAP` requests were counted in it.
+    /// Puts this thread's shard at its cap, as if `ENTRIES_AT_CAP` requests had entered and
+    /// were in flight.
     #[cfg(all(test, not(loom)))]
     pub(super) fn fill_local_for_test(&self) {
-        let word = (u64::from(ENTRIES_AT_CAP) << 1) | ((IN_FLIGHT_CAP as u64) << IN_FLIGHT_SHIFT);
+        let word = (ENTRIES_CAP * ENTER) & !CLOSED;
         // The test's own three entries are replaced: they were in this shard too.
         self.local().store(word, Ordering::Relaxed);
     }
@@ -225,9 +264,10 @@ mod tests {
     fn a_shard_counts_below_zero_without_touching_its_entries() {
         let shards = Shards::new();
         shards.open();
-        assert!(shards.exit());
-        assert!(shards.exit());
-        assert_eq!(shards.enter(), Counted::Here);
+        let shard = shards.local();
+        assert!(exit(shard));
+        assert!(exit(shard));
+        assert_eq!(enter(shard), Counted::Here);
         let folded = shards.close();
         assert_eq!(
             folded,
@@ -236,8 +276,8 @@ mod tests {
                 in_flight: -1
             }
         );
-        assert_eq!(shards.enter(), Counted::Closed);
-        assert!(!shards.exit(), "a closed shard takes no exit");
+        assert_eq!(enter(shard), Counted::Closed);
+        assert!(!exit(shard), "a closed shard takes no exit");
     }
 
     #[test]
@@ -245,12 +285,11 @@ mod tests {
         let shards = Shards::new();
         shards.open();
         let shard = shards.local();
-        shard.store(ENTRIES_CAP << 1, Ordering::Relaxed);
-        assert_eq!(shards.enter(), Counted::Full);
-        shard.store((IN_FLIGHT_CAP as u64) << IN_FLIGHT_SHIFT, Ordering::Relaxed);
-        assert_eq!(shards.enter(), Counted::Full);
+        shard.store((ENTRIES_CAP - 1) * ENTRY_ONE, Ordering::Relaxed);
+        assert_eq!(enter(shard), Counted::Here, "the last entry below the cap");
+        assert_eq!(enter(shard), Counted::Full);
         // Exits are never capped.
-        assert!(shards.exit());
+        assert!(exit(shard));
     }
 
     #[test]

@@ -62,7 +62,7 @@ use std::sync::OnceLock;
 
 use crate::loom::{AtomicU64, Mutex, MutexGuard, Ordering};
 
-use super::shards::{Counted, Folded, Shards};
+use super::shards::{self, Counted, Folded, Shards};
 
 pub(crate) const DRAINING: u64 = 1 << 0;
 pub(crate) const EMPTY_WAITERS: u64 = 1 << 1;
@@ -260,8 +260,8 @@ impl State {
 
     #[inline(always)]
     fn admit(&self, refused_by: u64) -> Entry {
-        if let Some(shards) = self.shards.get() {
-            match shards.enter() {
+        if let Some(shard) = shards::local(&self.shards) {
+            match shards::enter(shard) {
                 Counted::Here => return Entry::Admitted,
                 Counted::Closed => {}
                 Counted::Full => return self.admit_after_fold(refused_by),
@@ -365,8 +365,8 @@ impl State {
 
     #[inline]
     fn leave(&self) -> u64 {
-        if let Some(shards) = self.shards.get() {
-            if shards.exit() {
+        if let Some(shard) = shards::local(&self.shards) {
+            if shards::exit(shard) {
                 // A shard is open, so no flag is set: nobody needs to hear of it.
                 return 0;
             }
@@ -723,7 +723,7 @@ mod tests {
         let reading = state.read();
         assert_eq!(
             reading.in_flight(),
-            super::super::shards::IN_FLIGHT_CAP as usize + 1
+            super::super::shards::ENTRIES_AT_CAP as usize + 1
         );
         assert_eq!(
             reading.started,
