@@ -16,6 +16,9 @@
 //!   suggest), tower `ConcurrencyLimit` with a huge limit, tower-http `InFlightRequests`.
 //!
 //! `contended/*` runs two threads, each on its own clone of the service, sharing one pool.
+//! `threads_N/*` is the scaling table: the same at 1, 2, 4, ... threads, up to the machine's
+//! parallelism. `switch/*` is what the change between per-worker and exact counting costs:
+//! a waiter arriving and leaving, a snapshot, and a request while the pool drains.
 
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
@@ -313,10 +316,19 @@ where
     S: Service<u64, Response = u64> + Clone + Send + 'static,
     S::Error: std::fmt::Debug,
 {
-    c.benchmark_group("contended").bench_function(name, |b| {
+    on_threads(c, "contended", name, 2, service);
+}
+
+/// `threads` threads, each driving its own clone of `service`, in group `group`.
+fn on_threads<S>(c: &mut Criterion, group: &str, name: &str, threads: usize, service: S)
+where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+{
+    c.benchmark_group(group).bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let barrier = Arc::new(Barrier::new(2));
-            let threads: Vec<_> = (0..2)
+            let barrier = Arc::new(Barrier::new(threads));
+            let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let (mut service, barrier) = (service.clone(), barrier.clone());
                     std::thread::spawn(move || {
@@ -329,8 +341,8 @@ where
                     })
                 })
                 .collect();
-            let total: Duration = threads.into_iter().map(|t| t.join().unwrap()).sum();
-            total / 2
+            let total: Duration = handles.into_iter().map(|t| t.join().unwrap()).sum();
+            total / threads as u32
         })
     });
 }
@@ -390,6 +402,86 @@ fn generic(c: &mut Criterion) {
     contended(c, "concurrency_limit", limit.layer(inner()));
 }
 
+/// The scaling table: each variant at 1, 2, 4, ... threads, up to the machine's parallelism.
+fn scaling(c: &mut Criterion) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let drain = Drain::new();
+    let pool = Arc::new(IdealPool::default());
+    let tracker = tokio_util::task::TaskTracker::new();
+    let limit = ConcurrencyLimitLayer::new(usize::MAX >> 4);
+    let mut threads = 1;
+    while threads <= cores {
+        let group = format!("threads_{threads}");
+        on_threads(c, &group, "floor", threads, floor(inner()));
+        on_threads(c, &group, "ideal", threads, ideal(inner(), pool.clone()));
+        on_threads(
+            c,
+            &group,
+            "drain_layer",
+            threads,
+            drain.layer().layer(inner()),
+        );
+        let tracked = Tracker {
+            inner: inner(),
+            tracker: tracker.clone(),
+        };
+        on_threads(c, &group, "task_tracker", threads, tracked);
+        on_threads(
+            c,
+            &group,
+            "concurrency_limit",
+            threads,
+            limit.layer(inner()),
+        );
+        threads *= 2;
+    }
+}
+
+/// What the switch between per-worker and exact counting costs.
+fn switch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("switch");
+    let drain = Drain::new();
+    // A guard in flight, so that an empty-waiter registers rather than completing at once.
+    let _held = drain.guard();
+    // Arrives and leaves: folds the shards into the exact count, then opens them again.
+    group.bench_function("waiter_arrives_and_leaves", |b| {
+        b.iter(|| drop(black_box(drain.until_empty())))
+    });
+    group.bench_function("snapshot", |b| b.iter(|| black_box(drain.snapshot())));
+    group.finish();
+
+    // A request while serving (per-worker counts) and while draining (the exact count), on
+    // two threads: `Drain::guard`, as work that a drain keeps counting does.
+    let serving = Drain::new();
+    let draining = Drain::new();
+    draining.start_draining();
+    let _draining_held = draining.guard();
+    on_threads(
+        c,
+        "switch",
+        "request_serving_2_threads",
+        2,
+        guarding(serving),
+    );
+    on_threads(
+        c,
+        "switch",
+        "request_draining_2_threads",
+        2,
+        guarding(draining),
+    );
+}
+
+/// A service whose requests hold `drain.guard()` until they are answered.
+fn guarding(drain: Drain) -> Counted<Inner, impl Fn() -> tower_drain::Guard + Clone + Send> {
+    Counted {
+        inner: inner(),
+        make: move || drain.guard(),
+    }
+}
+
+impl Token for tower_drain::Guard {}
+
 fn http_group(c: &mut Criterion) {
     let drain = Drain::new();
     let pool = Arc::new(IdealPool::default());
@@ -425,6 +517,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = generic, http_group
+    targets = generic, http_group, scaling, switch
 }
 criterion_main!(benches);

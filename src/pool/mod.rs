@@ -265,10 +265,10 @@ impl Shared {
                 on_the_way = pool.parent();
             }
         }
-        let entry = match admission {
-            Admission::Always => self.state.enter(),
-            Admission::UnlessDraining => self.state.try_enter(),
-        };
+        // A child's shards never open (see `acquire`).
+        let entry = self
+            .state
+            .enter_unsharded(admission == Admission::UnlessDraining);
         self.finish_entry(entry, admission)
     }
 
@@ -287,16 +287,19 @@ impl Shared {
             Entry::Full => return Err(self.refused(Rejected::full())),
         }
         if let Some(parent) = self.parent() {
-            let entry = match admission {
-                Admission::Always => parent.state.enter(),
-                Admission::UnlessDraining => parent.state.try_enter(),
+            let entry = match (admission, parent.is_root()) {
+                (Admission::Always, true) => parent.state.enter(),
+                (Admission::UnlessDraining, true) => parent.state.try_enter(),
+                (admission, false) => parent
+                    .state
+                    .enter_unsharded(admission == Admission::UnlessDraining),
             };
             if let Err(rejected) = parent.finish_entry(entry, admission) {
                 // Admitted here an instant before an ancestor refused it (the ancestor began
                 // draining in between): the request ends at once with the ancestor's refusal
                 // as its answer. Here it counts as started and completed, so that `started`
                 // never goes back.
-                self.leave_here(Outcome::Completed);
+                self.leave_here(Outcome::Completed, self.is_root());
                 return Err(rejected);
             }
         }
@@ -317,7 +320,7 @@ impl Shared {
     pub(crate) fn leave(&'static self, outcome: Outcome) {
         // Read before leaving: once the count is down, the memory may begin a new life.
         let parent = self.parent_link();
-        self.leave_here(outcome);
+        self.leave_here(outcome, parent == 0);
         if parent != 0 {
             Self::leave_ancestors(parent, outcome);
         }
@@ -331,14 +334,19 @@ impl Shared {
             let pool = slot::get(link - 1);
             // The request still counts in `pool`, so its link is still this life's.
             link = pool.parent_link();
-            pool.leave_here(outcome);
+            pool.leave_here(outcome, link == 0);
         }
     }
 
-    /// Takes one request out of this pool alone.
+    /// Takes one request out of this pool alone; `root` if it has no parent.
     #[inline]
-    fn leave_here(&'static self, outcome: Outcome) {
-        let prev = self.state.exit(outcome);
+    fn leave_here(&'static self, outcome: Outcome, root: bool) {
+        let prev = if root {
+            self.state.exit(outcome)
+        } else {
+            // A child's shards never open (see `acquire`).
+            self.state.exit_unsharded(outcome)
+        };
         if prev & state::LATE_WORK != 0 {
             self.after_exit(prev);
         }

@@ -249,18 +249,24 @@ impl State {
     /// empty, no entry can be admitted.
     #[inline]
     pub(crate) fn try_enter(&self) -> Entry {
-        self.admit(DRAINING)
+        self.admit(DRAINING, true)
     }
 
     /// Counts one more request in flight even while draining. Refuses only when full.
     #[inline]
     pub(crate) fn enter(&self) -> Entry {
-        self.admit(0)
+        self.admit(0, true)
+    }
+
+    /// `try_enter` (`draining_refuses`) or `enter` for a child pool, whose shards never open
+    /// (`Mode::may_shard`): straight to the word, without looking for a shard.
+    pub(crate) fn enter_unsharded(&self, draining_refuses: bool) -> Entry {
+        self.admit(if draining_refuses { DRAINING } else { 0 }, false)
     }
 
     #[inline(always)]
-    fn admit(&self, refused_by: u64) -> Entry {
-        if let Some(shard) = shards::local(&self.shards) {
+    fn admit(&self, refused_by: u64, sharded: bool) -> Entry {
+        if let Some(shard) = shards::local(&self.shards).filter(|_| sharded) {
             match shards::enter(shard) {
                 Counted::Here => return Entry::Admitted,
                 Counted::Closed => {}
@@ -301,7 +307,7 @@ impl State {
             self.close(&mut mode);
             self.try_open(&mut mode);
         }
-        self.admit(refused_by)
+        self.admit(refused_by, true)
     }
 
     #[cold]
@@ -312,7 +318,7 @@ impl State {
                 // switch is under way. Wait for it to end, then count again; the lock's
                 // handoff shows this thread the shards as the switch left them.
                 drop(self.lock_mode());
-                return self.admit(refused_by);
+                return self.admit(refused_by, true);
             }
             if word & refused_by != 0 {
                 return Entry::Draining;
@@ -358,14 +364,22 @@ impl State {
     #[inline]
     pub(crate) fn exit(&self, outcome: Outcome) -> u64 {
         match outcome {
-            Outcome::Completed => self.leave(),
-            Outcome::Cancelled => self.leave_cancelled(),
+            Outcome::Completed => self.leave(true),
+            Outcome::Cancelled => self.leave_cancelled(true),
         }
     }
 
-    #[inline]
-    fn leave(&self) -> u64 {
-        if let Some(shard) = shards::local(&self.shards) {
+    /// `exit` for a child pool, as `enter_unsharded`.
+    pub(crate) fn exit_unsharded(&self, outcome: Outcome) -> u64 {
+        match outcome {
+            Outcome::Completed => self.leave(false),
+            Outcome::Cancelled => self.leave_cancelled(false),
+        }
+    }
+
+    #[inline(always)]
+    fn leave(&self, sharded: bool) -> u64 {
+        if let Some(shard) = shards::local(&self.shards).filter(|_| sharded) {
             if shards::exit(shard) {
                 // A shard is open, so no flag is set: nobody needs to hear of it.
                 return 0;
@@ -384,9 +398,9 @@ impl State {
     }
 
     #[cold]
-    fn leave_cancelled(&self) -> u64 {
+    fn leave_cancelled(&self, sharded: bool) -> u64 {
         let mut counts = self.lock_rare();
-        let prev = self.leave();
+        let prev = self.leave(sharded);
         counts.cancelled += 1;
         prev
     }
