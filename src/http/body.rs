@@ -114,33 +114,47 @@ pin_project! {
 }
 
 impl<B: Body> DrainBody<B> {
-    /// A body of `length` bytes, complete once they are sent, whether or not its end is
-    /// polled.
-    pub(crate) fn sized(body: B, guard: Option<Guard>, length: u64) -> Self {
+    /// Makes a counted body complete once `length` bytes are sent, whether or not its end is
+    /// polled. Only for a body made by `counted` and not yet polled; a length beyond `u32`
+    /// leaves it counted to its end.
+    #[inline]
+    pub(crate) fn complete_after(&mut self, length: u64) {
         let Ok(remaining) = u32::try_from(length) else {
-            return Self::counted(body, guard);
+            return;
         };
-        let guard = guard.filter(|_| remaining > 0 && !body.is_end_stream());
-        Self {
-            kind: Kind::Sized { body, remaining },
-            guard: CancelOnDrop::new(guard),
+        if remaining == 0 {
+            // Nothing to send: complete now.
+            drop(self.guard.take());
+            return;
         }
+        // Not pinned yet: the body is still the caller's to move.
+        self.kind = match std::mem::replace(&mut self.kind, Kind::Ended) {
+            Kind::Inner { body } => Kind::Sized { body, remaining },
+            other => other,
+        };
     }
 
-    /// A body that ends early when draining begins, still counted until it ends.
-    pub(crate) fn ending(body: B, guard: Option<Guard>, draining: Draining, grpc: bool) -> Self {
-        let guard = guard.filter(|_| !body.is_end_stream());
-        Self {
-            kind: if grpc {
-                Kind::EndingGrpc {
-                    ending: Box::pin(Ending { body, draining }),
-                }
-            } else {
-                Kind::Ending {
-                    ending: Box::pin(Ending { body, draining }),
-                }
-            },
-            guard: CancelOnDrop::new(guard),
+    /// Makes a counted body end early when draining begins, still counted until it ends.
+    /// Only for a body made by `counted` and not yet polled.
+    #[inline]
+    pub(crate) fn end_when_draining(&mut self, draining: Draining, grpc: bool) {
+        // Not pinned yet: the body is still the caller's to move.
+        self.kind = match std::mem::replace(&mut self.kind, Kind::Ended) {
+            Kind::Inner { body } => Kind::ending(body, draining, grpc),
+            other => other,
+        };
+    }
+}
+
+impl<B> Kind<B> {
+    /// A body that ends when draining begins, boxed with its signal.
+    #[cold]
+    fn ending(body: B, draining: Draining, grpc: bool) -> Self {
+        let ending = Box::pin(Ending { body, draining });
+        if grpc {
+            Kind::EndingGrpc { ending }
+        } else {
+            Kind::Ending { ending }
         }
     }
 }

@@ -58,30 +58,29 @@ pin_project! {
             close: Close,
             // A `HEAD` request: its response has no body, whatever the service returns.
             head: bool,
+            // `end_streams_when_draining` matched. `None` once resolved.
+            ending: Option<Box<EndOnDrain>>,
         },
-        // `end_streams_when_draining`: as `Called`, with a body that ends when draining
-        // begins. `None` once resolved.
-        // Everything but the future boxed: only matching requests pay for it, and the
-        // variant stays smaller than `Called`.
-        Ending {
-            #[pin]
-            future: F,
-            rest: Box<EndingRest>,
-        },
+        // Boxed: a refusal is built out of line, and a pointer is all that crosses back.
         Refused {
-            response: Option<Response<Bytes>>,
+            response: Option<Box<Response<Bytes>>>,
         },
     }
 }
 
-/// What an `Ending` response future keeps beside its future.
-struct EndingRest {
-    guard: CancelOnDrop,
-    close: Close,
-    head: bool,
-    /// `None` once resolved.
-    draining: Option<Draining>,
+/// `end_streams_when_draining` matched a request: its response body ends when draining
+/// begins, a gRPC one with `UNAVAILABLE` in its trailers. Boxed, so that only matching
+/// requests pay for it in the response future's size.
+pub(crate) struct EndOnDrain {
+    draining: Draining,
     grpc: bool,
+}
+
+impl EndOnDrain {
+    #[cold]
+    pub(crate) fn new(draining: Draining, grpc: bool) -> Box<Self> {
+        Box::new(Self { draining, grpc })
+    }
 }
 
 /// When a response asks its client to close the connection.
@@ -96,54 +95,31 @@ pub(crate) enum Close {
 }
 
 impl<F> ResponseFuture<F> {
+    /// An admitted request (`guard`), or an exempt one (no guard, `Close::Never`), whose
+    /// response body ends when draining begins if `ending` is given.
+    ///
+    /// Every admitted or exempt request's future is built here, and only here: one place
+    /// that the compiler can build in where the caller wants it.
     #[inline]
-    pub(crate) fn counted(future: F, guard: Guard, close: Close, head: bool) -> Self {
-        Self {
-            state: State::Called {
-                future,
-                guard: CancelOnDrop::new(Some(guard)),
-                close,
-                head,
-            },
-        }
-    }
-
-    pub(crate) fn exempt(future: F) -> Self {
-        Self {
-            state: State::Called {
-                future,
-                guard: CancelOnDrop::new(None),
-                close: Close::Never,
-                head: false,
-            },
-        }
-    }
-
-    /// As `counted` (or `exempt`, without a guard), with a body that ends when draining
-    /// begins: gRPC ones with `UNAVAILABLE` trailers.
-    pub(crate) fn ending(
+    pub(crate) fn called(
         future: F,
         guard: Option<Guard>,
         close: Close,
         head: bool,
-        draining: Draining,
-        grpc: bool,
+        ending: Option<Box<EndOnDrain>>,
     ) -> Self {
         Self {
-            state: State::Ending {
+            state: State::Called {
                 future,
-                rest: Box::new(EndingRest {
-                    guard: CancelOnDrop::new(guard),
-                    close,
-                    head,
-                    draining: Some(draining),
-                    grpc,
-                }),
+                guard: CancelOnDrop::new(guard),
+                close,
+                head,
+                ending,
             },
         }
     }
 
-    pub(crate) fn refused(response: Response<Bytes>) -> Self {
+    pub(crate) fn refused(response: Box<Response<Bytes>>) -> Self {
         Self {
             state: State::Refused {
                 response: Some(response),
@@ -168,76 +144,110 @@ where
                 guard,
                 close,
                 head,
+                ending,
             } => {
                 let result = ready!(future.poll(cx));
-                // Taken before the `?` in `respond`: an inner error ends the request as
-                // completed.
+                // Taken before the `?`: an inner error ends the request as completed.
                 let guard = guard.take();
-                Poll::Ready(respond(
-                    result,
-                    guard,
-                    *close,
-                    *head,
-                    |body, guard, length| match length {
-                        Some(length) => DrainBody::sized(body, guard, length),
-                        None => DrainBody::counted(body, guard),
-                    },
-                ))
-            }
-            StateProj::Ending { future, rest } => {
-                let result = ready!(future.poll(cx));
-                let guard = rest.guard.take();
-                let (draining, grpc) = (rest.draining.take(), rest.grpc);
-                Poll::Ready(respond(
-                    result,
-                    guard,
-                    rest.close,
-                    rest.head,
-                    // A stream to end on drain: its declared length, if any, is not relied on.
-                    |body, guard, _| match draining {
-                        Some(draining) => DrainBody::ending(body, guard, draining, grpc),
-                        None => DrainBody::counted(body, guard),
-                    },
-                ))
+                let mut response = result?;
+                let wrap = Wrap::new(&mut response, guard, *close, *head, ending.take());
+                // Built in the return value, as the tail: see `Wrap::new`.
+                Poll::Ready(Ok(response.map(|body| wrap.body(body))))
             }
             StateProj::Refused { response } => Poll::Ready(Ok(refusal(response))),
         }
     }
 }
 
-/// The response of an admitted (or exempt) request, its body wrapped by `wrap`.
-#[inline]
-fn respond<B: http_body::Body, E>(
-    result: Result<Response<B>, E>,
+/// How the body of an admitted (or exempt) request's response is wrapped: counted until it
+/// ends (or, for HTTP/1.x, until its declared length is sent), and ended when draining begins
+/// if `end_streams_when_draining` matched.
+struct Wrap {
     guard: Option<Guard>,
-    close: Close,
-    head: bool,
-    wrap: impl FnOnce(B, Option<Guard>, Option<u64>) -> DrainBody<B>,
-) -> Result<Response<DrainBody<B>>, E> {
-    let mut response = result?;
-    // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive clients to
-    // reconnect elsewhere. Or picked by gradual closing.
-    if should_close(close, guard.as_ref()) {
-        reject::add_connection_close(&mut response, true);
-    }
-    // The head is the whole response (RFC 9110, sections 9.3.2, 15.3.5 and 15.4.5), and
-    // servers drop such bodies unpolled: that is no client gone. The request completes now,
-    // as one with an empty body does.
-    let guard = guard.filter(|_| !head && !has_no_body(response.status()));
-    // HTTP/1.x servers stop at a declared length and may drop the body there; HTTP/2 ones
-    // poll its end. Looked up only for a counted HTTP/1.x response whose body does not know
-    // its own length: one that does (`Full`, `Bytes`, `String`) ends where hyper stops.
-    let length =
-        (close != Close::Never && guard.is_some() && response.body().size_hint().exact().is_none())
-            .then(|| declared_length(&response))
-            .flatten();
-    Ok(response.map(|body| wrap(body, guard, length)))
+    length: Option<u64>,
+    ending: Option<Box<EndOnDrain>>,
 }
 
-/// The `content-length` a response declares, if any.
+impl Wrap {
+    /// Decides the wrapping and edits the response's head where it must.
+    ///
+    /// No reference to the response escapes into a call: what must go out of line (a header
+    /// inserted, the declared length looked up) gets the header map, moved out and back. An
+    /// escaping reference would make the compiler keep the response in memory and copy it
+    /// whole, on every request, into the wrapped one; so this is inlined, and the caller
+    /// builds the wrapped response as its return value.
+    #[inline(always)]
+    fn new<B: http_body::Body>(
+        response: &mut Response<B>,
+        guard: Option<Guard>,
+        close: Close,
+        head: bool,
+        ending: Option<Box<EndOnDrain>>,
+    ) -> Self {
+        // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive clients to
+        // reconnect elsewhere. Or picked by gradual closing. Never on a protocol switch.
+        let close_now = should_close(close, guard.as_ref())
+            && response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+        // The head is the whole response (RFC 9110, sections 9.3.2, 15.3.5 and 15.4.5), and
+        // servers drop such bodies unpolled: that is no client gone. The request completes
+        // now, as one with an empty body does.
+        let guard = guard.filter(|_| !head && !has_no_body(response.status()));
+        // HTTP/1.x servers stop at a declared length and may drop the body there; HTTP/2 ones
+        // poll its end. Looked up only for a counted HTTP/1.x response whose body does not
+        // know its own length: one that does (`Full`, `Bytes`, `String`) ends where hyper
+        // stops. A stream to end on drain does not rely on it.
+        let by_length = ending.is_none()
+            && close != Close::Never
+            && guard.is_some()
+            && response.body().size_hint().exact().is_none();
+        let mut length = None;
+        if close_now || by_length {
+            let headers = std::mem::take(response.headers_mut());
+            let (headers, declared) = edit_headers(headers, close_now, by_length);
+            *response.headers_mut() = headers;
+            length = declared;
+        }
+        Self {
+            guard,
+            length,
+            ending,
+        }
+    }
+
+    #[inline(always)]
+    fn body<B: http_body::Body>(self, body: B) -> DrainBody<B> {
+        let mut body = DrainBody::counted(body, self.guard);
+        if let Some(length) = self.length {
+            body.complete_after(length);
+        }
+        if let Some(ending) = self.ending {
+            let EndOnDrain { draining, grpc } = *ending;
+            body.end_when_draining(draining, grpc);
+        }
+        body
+    }
+}
+
+/// The rare work on a response's headers, out of line: with `close`, adds
+/// `connection: close`; with `by_length`, returns the length they declare, if any.
+#[cold]
+#[inline(never)]
+fn edit_headers(
+    mut headers: http::HeaderMap,
+    close: bool,
+    by_length: bool,
+) -> (http::HeaderMap, Option<u64>) {
+    if close {
+        headers.insert(http::header::CONNECTION, reject::CLOSE);
+    }
+    let declared = by_length.then(|| declared_length(&headers)).flatten();
+    (headers, declared)
+}
+
+/// The `content-length` that a response's headers declare, if any.
 #[inline]
-fn declared_length<B>(response: &Response<B>) -> Option<u64> {
-    let value = response.headers().get(http::header::CONTENT_LENGTH)?;
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    let value = headers.get(http::header::CONTENT_LENGTH)?;
     value.to_str().ok()?.parse().ok()
 }
 
@@ -261,16 +271,19 @@ fn has_no_body(status: http::StatusCode) -> bool {
 }
 
 /// The refusal's response, out of line: keeping the rare path out of `poll` lets the compiler
-/// inline the common one into the server's future and avoid copying the response around.
+/// inline the common one into the server's future. Polled again after completion, another
+/// refusal rather than a panic.
 #[cold]
 #[inline(never)]
-fn refusal<B>(response: &mut Option<Response<Bytes>>) -> Response<DrainBody<B>> {
-    // Polled again after completion: answer with another refusal, not a panic.
-    let response = response.take().unwrap_or_else(|| {
-        let mut response = Response::new(Bytes::new());
-        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-        response
-    });
+fn refusal<B>(response: &mut Option<Box<Response<Bytes>>>) -> Response<DrainBody<B>> {
+    let response = match response.take() {
+        Some(response) => *response,
+        None => {
+            let mut response = Response::new(Bytes::new());
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
+    };
     response.map(DrainBody::full)
 }
 
@@ -278,8 +291,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Called { guard, .. } if guard.get().is_some() => "counted",
-            State::Ending { rest, .. } if rest.guard.get().is_some() => "counted",
-            State::Called { .. } | State::Ending { .. } => "exempt",
+            State::Called { .. } => "exempt",
             State::Refused { .. } => "refused",
         };
         f.debug_struct("ResponseFuture")

@@ -10,7 +10,7 @@ use super::layer::Settings;
 /// gRPC's status code `UNAVAILABLE`: clients may retry on another instance.
 const GRPC_UNAVAILABLE: HeaderValue = HeaderValue::from_static("14");
 const GRPC_MESSAGE: HeaderValue = HeaderValue::from_static("service is draining");
-const CLOSE: HeaderValue = HeaderValue::from_static("close");
+pub(crate) const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// Whether a request speaks HTTP/1.x, where connection headers exist.
 pub(crate) fn is_http1(version: Version) -> bool {

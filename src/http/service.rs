@@ -6,11 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::DrainBody;
-use super::future::{Close, ResponseFuture};
+use super::future::{Close, EndOnDrain, ResponseFuture};
 use super::layer::Settings;
 use super::reject;
 use super::request_signal::DrainSignal;
@@ -56,6 +57,9 @@ pub struct HttpDrainService<S> {
     settings: Arc<Settings>,
     /// `poll_ready` answered for the drain, not for the inner service: refuse the next call.
     refusing: bool,
+    /// The layer has per-request options (`Settings::has_request_options`): fixed when the
+    /// service is made.
+    options: bool,
     /// Made when the inner service is not ready, so that draining wakes the waiting task.
     draining: Option<Pin<Box<Draining>>>,
 }
@@ -81,6 +85,7 @@ impl<S> HttpDrainService<S> {
     pub(crate) fn from_settings(inner: S, settings: Arc<Settings>) -> Self {
         Self {
             inner,
+            options: settings.has_request_options(),
             settings,
             refusing: false,
             draining: None,
@@ -125,20 +130,43 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if self.refusing {
-            return self.refuse_unready(request);
-        }
-        let settings = &*self.settings;
-        if settings.has_request_options() {
-            return self.call_with_options(request);
-        }
-        let close = if reject::is_http1(request.version()) {
-            Close::IfDraining
-        } else {
-            Close::Never
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let mut plan = Plan {
+            close: if reject::is_http1(request.version()) {
+                Close::IfDraining
+            } else {
+                Close::Never
+            },
+            ending: None,
+            exempt: false,
         };
-        self.admit(request, close, None)
+        if self.options {
+            // Out of line, through the request's head: every response future is still built
+            // here, so the compiler can build it in place (an out-of-line call returning one
+            // makes it copy the result on every path).
+            let (mut parts, body) = request.into_parts();
+            plan = self.plan(&mut parts);
+            request = Request::from_parts(parts, body);
+        }
+        let (guard, close, head) = if plan.exempt {
+            (None, Close::Never, false)
+        } else {
+            // `poll_ready` answered for the drain, not for the inner service: refuse, whatever
+            // the pool does meanwhile. (Never so with exemptions: see `poll_ready_draining`.)
+            let guard = if self.refusing {
+                self.refusing = false;
+                None
+            } else {
+                self.settings.drain.try_guard().ok()
+            };
+            let Some(guard) = guard else {
+                return refuse(request, &self.settings);
+            };
+            let head = request.method() == http::Method::HEAD;
+            (Some(guard), plan.close, head)
+        };
+        // One call and one future for every request the inner service sees, built in place.
+        ResponseFuture::called(self.inner.call(request), guard, close, head, plan.ending)
     }
 }
 
@@ -162,79 +190,26 @@ impl<S> HttpDrainService<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Refuses a request for which `poll_ready` answered for the drain: the inner service was
-    /// not ready, so it must not be called, whatever the pool does meanwhile.
+    /// What the layer's per-request options make of a request, from its head: the request
+    /// signal inserted, exemption and stream ending tested, gradual closing drawn. Out of
+    /// line, so that a layer without options pays one branch for all of them.
     #[cold]
     #[inline(never)]
-    fn refuse_unready<ReqBody, F>(&mut self, request: Request<ReqBody>) -> ResponseFuture<F> {
-        self.refusing = false;
-        refuse(request, &self.settings)
-    }
-
-    /// Counts `request` and calls the inner service, or refuses it while draining. `ending`:
-    /// the response body ends when draining begins (`end_streams_when_draining`).
-    #[inline]
-    fn admit<ReqBody, ResBody>(
-        &mut self,
-        request: Request<ReqBody>,
-        close: Close,
-        ending: Option<(Draining, bool)>,
-    ) -> ResponseFuture<S::Future>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    {
-        match self.settings.drain.try_guard() {
-            Ok(guard) => {
-                let head = request.method() == http::Method::HEAD;
-                let future = self.inner.call(request);
-                match ending {
-                    None => ResponseFuture::counted(future, guard, close, head),
-                    Some((draining, grpc)) => {
-                        ResponseFuture::ending(future, Some(guard), close, head, draining, grpc)
-                    }
-                }
-            }
-            Err(_) => refuse(request, &self.settings),
-        }
-    }
-
-    /// `call` with any of the layer's per-request options: exemptions, the request signal,
-    /// gradual closing. Out of line, so that a layer without them pays one branch for all.
-    #[inline(never)]
-    fn call_with_options<ReqBody, ResBody>(
-        &mut self,
-        mut request: Request<ReqBody>,
-    ) -> ResponseFuture<S::Future>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    {
+    fn plan(&mut self, parts: &mut http::request::Parts) -> Plan {
         let settings = &*self.settings;
         if settings.request_signal {
             let signal = DrainSignal::new(settings.drain.clone());
-            request.extensions_mut().insert(signal);
+            parts.extensions.insert(signal);
         }
-        let (mut exempted, mut ending) = (false, None);
-        // The tests take the request's head; taking it apart is only worth it for them.
-        if settings.exempt.is_some() || settings.end_streams.is_some() {
-            let (parts, body) = request.into_parts();
-            exempted = (settings.exempt.as_ref()).is_some_and(|exempt| exempt(&parts));
-            ending = (settings.end_streams.as_ref())
-                .is_some_and(|test| test(&parts))
-                .then(|| (settings.drain.draining(), reject::is_grpc(&parts)));
-            request = Request::from_parts(parts, body);
-        }
-        if exempted {
+        let exempt = (settings.exempt.as_ref()).is_some_and(|exempt| exempt(parts));
+        let ending = (settings.end_streams.as_ref())
+            .is_some_and(|test| test(parts))
+            .then(|| EndOnDrain::new(settings.drain.draining(), reject::is_grpc(parts)));
+        if exempt {
             // So that a `RecordRequestsLayer` inside never names it in a report.
-            request.extensions_mut().insert(NotCounted);
-            let future = self.inner.call(request);
-            return match ending {
-                Some((draining, grpc)) => {
-                    ResponseFuture::ending(future, None, Close::Never, false, draining, grpc)
-                }
-                None => ResponseFuture::exempt(future),
-            };
+            parts.extensions.insert(NotCounted);
         }
-        let close = if !reject::is_http1(request.version()) {
+        let close = if exempt || !reject::is_http1(parts.version) {
             Close::Never
         } else if (settings.gradual.as_ref())
             .is_some_and(|gradual| gradual.should_close(settings.drain.shared()))
@@ -243,18 +218,40 @@ impl<S> HttpDrainService<S> {
         } else {
             Close::IfDraining
         };
-        self.admit(request, close, ending)
+        Plan {
+            close,
+            ending,
+            exempt,
+        }
     }
+}
+
+/// How `call` treats a request: decided inline for a layer without per-request options, by
+/// `plan` otherwise.
+struct Plan {
+    /// When its response asks the client to close the connection.
+    close: Close,
+    /// `end_streams_when_draining` matched: the body ends when draining begins.
+    ending: Option<Box<EndOnDrain>>,
+    /// Exempted: not counted, never refused.
+    exempt: bool,
 }
 
 /// Marks a request that the drain exempted: it is not the pool's, so nothing reports it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NotCounted;
 
-/// Out of line, so the refusal's code stays off the admitted request's path.
+/// The refusal of `request`, as a response future.
+#[inline]
+fn refuse<ReqBody, F>(request: Request<ReqBody>, settings: &Settings) -> ResponseFuture<F> {
+    ResponseFuture::refused(refusal(request, settings))
+}
+
+/// Out of line, so the refusal's code stays off the admitted request's path; boxed, so that
+/// only a pointer comes back from the call (see `ResponseFuture`'s `Refused`).
 #[cold]
 #[inline(never)]
-fn refuse<ReqBody, F>(request: Request<ReqBody>, settings: &Settings) -> ResponseFuture<F> {
+fn refusal<ReqBody>(request: Request<ReqBody>, settings: &Settings) -> Box<Response<Bytes>> {
     let (parts, _body) = request.into_parts();
-    ResponseFuture::refused(reject::refusal(&parts, settings))
+    Box::new(reject::refusal(&parts, settings))
 }
