@@ -251,7 +251,11 @@ fn scale() {
         same_thread.as_nanos(),
         cross_thread.as_nanos()
     );
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
+    // Where `cargo bench` puts criterion's results: the workspace's target directory.
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("criterion");
     let _ =
         std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("scale.json"), json));
 }
