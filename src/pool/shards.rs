@@ -64,7 +64,7 @@ pub(super) enum Counted {
     Here,
     /// The shard is closed: count it in the word.
     Closed,
-    /// The shard is at one of its caps: fold the shards, then count it again.
+    /// The shard is at its cap: fold the shards, then count it again.
     Full,
 }
 
@@ -203,7 +203,7 @@ impl Shards {
             // of the word; Release orders the close after the caller's earlier writes.
             let word = shard.swap(CLOSED, Ordering::AcqRel);
             debug_assert_eq!(word & CLOSED, 0, "closing a closed shard");
-            // The entries caps keep the sum below 2^31; the in-flight sum wraps like the
+            // The entries cap keeps the sum below 2^31; the in-flight sum wraps like the
             // fields it adds.
             folded.entries += ((word & ENTRIES_MASK) >> 1) as u32;
             folded.in_flight = folded.in_flight.wrapping_add(in_flight(word));

@@ -555,7 +555,7 @@ impl State {
 
     /// Opens the shards if this life may shard, they are closed, and nobody needs the exact
     /// count: no flag is set and the word holds at most half the limit (so that the shards'
-    /// caps keep the whole pool within it). The caller holds the mode lock.
+    /// cap keeps the whole pool within it). The caller holds the mode lock.
     fn try_open(&self, mode: &mut Mode) {
         if !mode.may_shard {
             return;
