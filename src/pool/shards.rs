@@ -93,7 +93,9 @@ pub(super) struct Folded {
 /// Each thread remembers the last pool it counted in and its shard there, keyed by the
 /// address of the pool's `cell`: the request path then reads two thread-local words instead
 /// of following the pool to its shards. The memory of a pool, its shards with it, is never
-/// freed, so a remembered shard stays valid; whether it is open is for its own word to say.
+/// freed (`slot.rs`), so an address names one pool memory and one set of shards for good, and
+/// a remembered shard stays valid; whether it is open is for its own word to say. (A `State`
+/// anywhere but in leaked memory would break this: its address could be reused by another.)
 #[inline(always)]
 pub(super) fn local(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard> {
     #[cfg(not(loom))]

@@ -233,7 +233,8 @@ impl State {
     }
 
     /// Lets this life count in shards, and opens them: for a root pool, at the start of its
-    /// life.
+    /// life. The state must be in memory that is never freed, as a pool's is: threads remember
+    /// their shard by its address (`shards::local`).
     pub(crate) fn shard(&self) {
         let mut mode = self.lock_mode();
         self.shards.get_or_init(Shards::new);
@@ -682,9 +683,15 @@ mod tests {
         assert_eq!(state.read().started, 1);
     }
 
+    /// A state in memory that is never freed, as a pool's is: each thread remembers its shard
+    /// by the state's address (`shards::local`), which must never name another state.
+    fn leaked() -> &'static State {
+        Box::leak(Box::new(State::new()))
+    }
+
     /// A root pool's state, counting in its shards.
-    fn sharded() -> State {
-        let state = State::new();
+    fn sharded() -> &'static State {
+        let state = leaked();
         state.shard();
         assert_ne!(state.load() & SHARDED, 0);
         state
@@ -748,7 +755,7 @@ mod tests {
 
     #[test]
     fn the_shards_stay_closed_while_the_word_holds_over_half_the_limit() {
-        let state = State::new();
+        let state = leaked();
         state.word.store(
             ((MAX_IN_FLIGHT / 2 + 1) as u64) << IN_FLIGHT_SHIFT,
             Ordering::Relaxed,
@@ -762,7 +769,7 @@ mod tests {
 
     #[test]
     fn a_fold_carries_the_clock_across_a_half_period() {
-        let state = State::new();
+        let state = leaked();
         state
             .word
             .store(((1u64 << 31) - 2) << ENTRIES_SHIFT, Ordering::Relaxed);
