@@ -409,6 +409,7 @@ fn scaling(c: &mut Criterion) {
     let pool = Arc::new(IdealPool::default());
     let tracker = tokio_util::task::TaskTracker::new();
     let limit = ConcurrencyLimitLayer::new(usize::MAX >> 4);
+    let (_signal, watch) = drain::channel();
     let mut threads = 1;
     while threads <= cores {
         let group = format!("threads_{threads}");
@@ -433,6 +434,8 @@ fn scaling(c: &mut Criterion) {
             threads,
             limit.layer(inner()),
         );
+        let retained = drain::Retain::new(watch.clone(), inner());
+        on_threads(c, &group, "linkerd_drain", threads, retained);
         threads *= 2;
     }
 }
