@@ -43,8 +43,9 @@ impl EmptyWait {
     fn new(drain: Drain, ready_if_empty: bool) -> Self {
         let shared = drain.shared();
         let notified = shared.emptied.notified();
-        if ready_if_empty && shared.state.in_flight() == 0 {
-            // Empty now: no registration.
+        // Empty now, by the word alone: no registration. While the shards are open only a fold
+        // can tell, and registering below folds once.
+        if ready_if_empty && shared.state.exact_in_flight() == Some(0) {
             return Self {
                 drain,
                 target: None,

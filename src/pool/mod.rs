@@ -268,7 +268,7 @@ impl Shared {
         // A child's shards never open (see `acquire`).
         let entry = self
             .state
-            .enter_unsharded(admission == Admission::UnlessDraining);
+            .enter_with(admission == Admission::UnlessDraining, false);
         self.finish_entry(entry, admission)
     }
 
@@ -287,13 +287,10 @@ impl Shared {
             Entry::Full => return Err(self.refused(Rejected::full())),
         }
         if let Some(parent) = self.parent() {
-            let entry = match (admission, parent.is_root()) {
-                (Admission::Always, true) => parent.state.enter(),
-                (Admission::UnlessDraining, true) => parent.state.try_enter(),
-                (admission, false) => parent
-                    .state
-                    .enter_unsharded(admission == Admission::UnlessDraining),
-            };
+            // Through its shards if it is a root; a child's never open (see `acquire`).
+            let entry = parent
+                .state
+                .enter_with(admission == Admission::UnlessDraining, parent.is_root());
             if let Err(rejected) = parent.finish_entry(entry, admission) {
                 // Admitted here an instant before an ancestor refused it (the ancestor began
                 // draining in between): the request ends at once with the ancestor's refusal
@@ -341,12 +338,8 @@ impl Shared {
     /// Takes one request out of this pool alone; `root` if it has no parent.
     #[inline]
     fn leave_here(&'static self, outcome: Outcome, root: bool) {
-        let prev = if root {
-            self.state.exit(outcome)
-        } else {
-            // A child's shards never open (see `acquire`).
-            self.state.exit_unsharded(outcome)
-        };
+        // A child's shards never open (see `acquire`).
+        let prev = self.state.exit_with(outcome, root);
         if prev & state::LATE_WORK != 0 {
             self.after_exit(prev);
         }

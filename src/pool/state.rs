@@ -259,10 +259,12 @@ impl State {
         self.admit(0, true)
     }
 
-    /// `try_enter` (`draining_refuses`) or `enter` for a child pool, whose shards never open
-    /// (`Mode::may_shard`): straight to the word, without looking for a shard.
-    pub(crate) fn enter_unsharded(&self, draining_refuses: bool) -> Entry {
-        self.admit(if draining_refuses { DRAINING } else { 0 }, false)
+    /// `try_enter` (`draining_refuses`) or `enter`; with `sharded` false, for a child pool,
+    /// whose shards never open (`Mode::may_shard`), straight to the word without looking for a
+    /// shard.
+    #[inline]
+    pub(crate) fn enter_with(&self, draining_refuses: bool, sharded: bool) -> Entry {
+        self.admit(if draining_refuses { DRAINING } else { 0 }, sharded)
     }
 
     #[inline(always)]
@@ -359,22 +361,20 @@ impl State {
         self.load()
     }
 
-    /// Takes one request out of the count. Returns the word before, or 0 if the request left
-    /// through a shard: if it has any of `LATE_WORK`, the caller has more to do
-    /// (`Shared::after_exit`).
-    #[inline]
+    /// `exit_with` for a root pool, for the tests.
+    #[cfg(test)]
     pub(crate) fn exit(&self, outcome: Outcome) -> u64 {
-        match outcome {
-            Outcome::Completed => self.leave(true),
-            Outcome::Cancelled => self.leave_cancelled(true),
-        }
+        self.exit_with(outcome, true)
     }
 
-    /// `exit` for a child pool, as `enter_unsharded`.
-    pub(crate) fn exit_unsharded(&self, outcome: Outcome) -> u64 {
+    /// Takes one request out of the count. Returns the word before, or 0 if the request left
+    /// through a shard: if it has any of `LATE_WORK`, the caller has more to do
+    /// (`Shared::after_exit`). With `sharded` false, for a child pool, as in `enter_with`.
+    #[inline]
+    pub(crate) fn exit_with(&self, outcome: Outcome, sharded: bool) -> u64 {
         match outcome {
-            Outcome::Completed => self.leave(false),
-            Outcome::Cancelled => self.leave_cancelled(false),
+            Outcome::Completed => self.leave(sharded),
+            Outcome::Cancelled => self.leave_cancelled(sharded),
         }
     }
 
@@ -417,20 +417,15 @@ impl State {
     /// Closes the shards for good this cycle and sets `DRAINING`; returns the word before,
     /// whose count is exact.
     pub(crate) fn start_draining(&self) -> u64 {
-        let mut mode = self.lock_mode();
-        self.close(&mut mode);
-        // AcqRel: ordered with every entry by the word's modification order; Release publishes
-        // the flip to Acquire readers of `is_draining`.
-        self.word.fetch_or(DRAINING, Ordering::AcqRel)
+        // AcqRel (in `set_exact`): ordered with every entry by the word's modification order;
+        // Release publishes the flip to Acquire readers of `is_draining`.
+        self.set_exact(DRAINING)
     }
 
     /// Clears `DRAINING`; returns the word before. The shards stay closed until the waiter
     /// that draining registered is gone too (`set_flag`).
     pub(crate) fn resume(&self) -> u64 {
-        // AcqRel: as in `start_draining`.
-        let prev = self.word.fetch_and(!DRAINING, Ordering::AcqRel);
-        self.try_open(&mut self.lock_mode());
-        prev
+        self.clear_exact(DRAINING)
     }
 
     /// Sets or clears a waiter bit; returns the word before, whose count is exact. Callers
@@ -441,13 +436,9 @@ impl State {
         // (an exit after it sees the flag; one before it is visible in the returned count), and
         // Acquire makes the requests that left before it happen-before the waiter.
         if on {
-            let mut mode = self.lock_mode();
-            self.close(&mut mode);
-            self.word.fetch_or(flag, Ordering::AcqRel)
+            self.set_exact(flag)
         } else {
-            let prev = self.word.fetch_and(!flag, Ordering::AcqRel);
-            self.try_open(&mut self.lock_mode());
-            prev
+            self.clear_exact(flag)
         }
     }
 
@@ -455,12 +446,30 @@ impl State {
     /// Returns true when nothing is in flight, in which case the caller recycles it now;
     /// otherwise the last exit will.
     pub(crate) fn detach(&self) -> bool {
+        // AcqRel (in `set_exact`): Release so that the last exit, which recycles, sees this
+        // handle's writes; Acquire so that a recycling caller sees every exit's. `DETACHED`
+        // keeps the shards closed until `reset`.
+        in_flight(self.set_exact(DETACHED)) == 0
+    }
+
+    /// Sets one of the flags that need the exact count (`EXACT`), after closing the shards and
+    /// under the mode lock, so that the flag is ordered after the fold and no opening can come
+    /// between them (see the module docs). Returns the word before, whose count is exact.
+    fn set_exact(&self, flag: u64) -> u64 {
         let mut mode = self.lock_mode();
         self.close(&mut mode);
-        mode.may_shard = false;
-        // AcqRel: Release so that the last exit, which recycles, sees this handle's writes;
-        // Acquire so that a recycling caller sees every exit's.
-        in_flight(self.word.fetch_or(DETACHED, Ordering::AcqRel)) == 0
+        // AcqRel: see each caller.
+        self.word.fetch_or(flag, Ordering::AcqRel)
+    }
+
+    /// Clears one of `EXACT`, then opens the shards if nothing needs the exact count any more.
+    /// Returns the word before.
+    fn clear_exact(&self, flag: u64) -> u64 {
+        // AcqRel: ordered with every entry and exit by the word's modification order, as the
+        // flag's setting was.
+        let prev = self.word.fetch_and(!flag, Ordering::AcqRel);
+        self.try_open(&mut self.lock_mode());
+        prev
     }
 
     /// The word alone, for its flags. Its count is exact only while one of `EXACT` is set;
@@ -477,13 +486,17 @@ impl State {
         self.load() & SHARDED != 0
     }
 
-    /// How many requests are in flight, exactly.
-    pub(crate) fn in_flight(&self) -> usize {
+    /// How many requests are in flight, if the word alone says so exactly (the shards are
+    /// closed): a load, no lock.
+    pub(crate) fn exact_in_flight(&self) -> Option<usize> {
         let word = self.load();
-        if word & SHARDED == 0 {
-            return in_flight(word);
-        }
-        self.read().in_flight()
+        (word & SHARDED == 0).then(|| in_flight(word))
+    }
+
+    /// How many requests are in flight, exactly: folding the shards if they are open.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.exact_in_flight()
+            .unwrap_or_else(|| self.read().in_flight())
     }
 
     /// A consistent reading of everything: no cancellation or refusal is half done in it,
