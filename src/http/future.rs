@@ -185,9 +185,10 @@ impl Wrap {
         ending: Option<Box<EndOnDrain>>,
     ) -> Self {
         // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive clients to
-        // reconnect elsewhere. Or picked by gradual closing. Never on a protocol switch.
-        let close_now = should_close(close, guard.as_ref())
-            && response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+        // reconnect elsewhere. Or picked by gradual closing. (`close` is `Never` but for
+        // HTTP/1.x.)
+        let close_now =
+            should_close(close, guard.as_ref()) && reject::may_close(true, response.status());
         // The head is the whole response (RFC 9110, sections 9.3.2, 15.3.5 and 15.4.5), and
         // servers drop such bodies unpolled: that is no client gone. The request completes
         // now, as one with an empty body does.

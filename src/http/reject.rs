@@ -86,12 +86,19 @@ pub(crate) fn refusal(parts: &Parts, settings: &Settings) -> Response<Bytes> {
     response
 }
 
-/// Adds `Connection: close` on HTTP/1.x; HTTP/2 forbids connection-specific headers.
+/// Adds `Connection: close` where a response may carry it (`may_close`).
 ///
 /// It takes the response by reference so that the common case, nothing to add, moves nothing.
 #[inline]
 pub(crate) fn add_connection_close<B>(response: &mut Response<B>, http1: bool) {
-    if http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+    if may_close(http1, response.status()) {
         response.headers_mut().insert(CONNECTION, CLOSE);
     }
+}
+
+/// Whether a response may ask its client to close the connection: on HTTP/1.x only (HTTP/2
+/// forbids connection-specific headers), and never on a protocol switch.
+#[inline]
+pub(crate) fn may_close(http1: bool, status: StatusCode) -> bool {
+    http1 && status != StatusCode::SWITCHING_PROTOCOLS
 }
