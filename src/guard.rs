@@ -78,6 +78,7 @@ impl CancelOnDrop {
         Self { guard }
     }
 
+    #[inline]
     pub(crate) fn get(&self) -> Option<&Guard> {
         self.guard.as_ref()
     }

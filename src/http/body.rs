@@ -91,11 +91,11 @@ pin_project! {
 }
 
 impl<B: Body> DrainBody<B> {
+    /// `body`, counted with `guard` until it ends. Nothing is looked at here: the caller
+    /// settles the rest (`complete_now` for a body a server will not poll, `complete_after`,
+    /// `end_when_draining`) on the wrapped response, where it lies.
     #[inline]
     pub(crate) fn counted(body: B, guard: Option<Guard>) -> Self {
-        // A server never polls a body that is already at its end (an empty body): the response
-        // head is the whole response, so the request is complete now.
-        let guard = guard.filter(|_| !body.is_end_stream());
         Self {
             kind: Kind::Inner { body },
             guard: CancelOnDrop::new(guard),
@@ -114,6 +114,38 @@ pin_project! {
 }
 
 impl<B: Body> DrainBody<B> {
+    /// The guard it holds, if it still counts its request.
+    #[inline]
+    pub(crate) fn guard(&self) -> Option<&Guard> {
+        self.guard.get()
+    }
+
+    /// Whether the wrapped body is at its end before anything was sent: a server will not
+    /// poll it. Only for a body made by `counted`.
+    #[inline]
+    pub(crate) fn inner_is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            _ => false,
+        }
+    }
+
+    /// Whether the wrapped body does not know its exact length. Only for a body made by
+    /// `counted`.
+    #[inline]
+    pub(crate) fn inner_length_unknown(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint().exact().is_none(),
+            _ => false,
+        }
+    }
+
+    /// The request is complete now, whatever happens to the body.
+    #[inline]
+    pub(crate) fn complete_now(&mut self) {
+        drop(self.guard.take());
+    }
+
     /// Makes a counted body complete once `length` bytes are sent, whether or not its end is
     /// polled. Only for a body made by `counted` and not yet polled; a length beyond `u32`
     /// leaves it counted to its end.
@@ -124,7 +156,7 @@ impl<B: Body> DrainBody<B> {
         };
         if remaining == 0 {
             // Nothing to send: complete now.
-            drop(self.guard.take());
+            self.complete_now();
             return;
         }
         // Not pinned yet: the body is still the caller's to move.

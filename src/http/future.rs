@@ -147,102 +147,98 @@ where
                 ending,
             } => {
                 let result = ready!(future.poll(cx));
-                // Taken before the `?`: an inner error ends the request as completed.
+                // Taken before the result is looked at: an inner error ends the request as
+                // completed (the closure below, never called, drops it).
                 let guard = guard.take();
-                let mut response = result?;
-                let wrap = Wrap::new(&mut response, guard, *close, *head, ending.take());
-                // Built in the return value, as the tail: see `Wrap::new`.
-                Poll::Ready(Ok(response.map(|body| wrap.body(body))))
+                // The wrapped response is built whole, as the return value, and settled where
+                // it lies: anything that reads the inner response between the inner future
+                // and the wrapped one (a status test, a body's end) makes the compiler copy
+                // it whole into a temporary, on every request.
+                let mut output = Poll::Ready(
+                    result.map(|response| response.map(|body| DrainBody::counted(body, guard))),
+                );
+                if let Poll::Ready(Ok(response)) = &mut output {
+                    settle(response, *close, *head, ending);
+                }
+                output
             }
-            StateProj::Refused { response } => Poll::Ready(Ok(refusal(response))),
+            StateProj::Refused { response } => {
+                // Built here rather than out of line: a response coming back from a call would
+                // join the admitted one's in a temporary, and cost every request a copy.
+                let response = match response.take() {
+                    Some(response) => *response,
+                    None => refused_again(),
+                };
+                Poll::Ready(Ok(response.map(DrainBody::full)))
+            }
         }
     }
 }
 
-/// How the body of an admitted (or exempt) request's response is wrapped: counted until it
-/// ends (or, for HTTP/1.x, until its declared length is sent), and ended when draining begins
-/// if `end_streams_when_draining` matched.
-struct Wrap {
-    guard: Option<Guard>,
-    length: Option<u64>,
-    ending: Option<Box<EndOnDrain>>,
-}
-
-impl Wrap {
-    /// Decides the wrapping and edits the response's head where it must.
-    ///
-    /// No reference to the response escapes into a call: what must go out of line (a header
-    /// inserted, the declared length looked up) gets the header map, moved out and back. An
-    /// escaping reference would make the compiler keep the response in memory and copy it
-    /// whole, on every request, into the wrapped one; so this is inlined, and the caller
-    /// builds the wrapped response as its return value.
-    #[inline(always)]
-    fn new<B: http_body::Body>(
-        response: &mut Response<B>,
-        guard: Option<Guard>,
-        close: Close,
-        head: bool,
-        ending: Option<Box<EndOnDrain>>,
-    ) -> Self {
-        // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive clients to
-        // reconnect elsewhere. Or picked by gradual closing. (`close` is `Never` but for
-        // HTTP/1.x.)
-        let close_now =
-            should_close(close, guard.as_ref()) && reject::may_close(true, response.status());
-        // The head is the whole response (RFC 9110, sections 9.3.2, 15.3.5 and 15.4.5), and
-        // servers drop such bodies unpolled: that is no client gone. The request completes
-        // now, as one with an empty body does.
-        let guard = guard.filter(|_| !head && !has_no_body(response.status()));
-        // HTTP/1.x servers stop at a declared length and may drop the body there; HTTP/2 ones
-        // poll its end. Looked up only for a counted HTTP/1.x response whose body does not
-        // know its own length: one that does (`Full`, `Bytes`, `String`) ends where hyper
-        // stops. A stream to end on drain does not rely on it.
-        let by_length = ending.is_none()
-            && close != Close::Never
-            && guard.is_some()
-            && response.body().size_hint().exact().is_none();
-        let mut length = None;
-        if close_now || by_length {
-            let headers = std::mem::take(response.headers_mut());
-            let (headers, declared) = edit_headers(headers, close_now, by_length);
-            *response.headers_mut() = headers;
-            length = declared;
-        }
-        Self {
-            guard,
-            length,
-            ending,
-        }
-    }
-
-    #[inline(always)]
-    fn body<B: http_body::Body>(self, body: B) -> DrainBody<B> {
-        let mut body = DrainBody::counted(body, self.guard);
-        if let Some(length) = self.length {
-            body.complete_after(length);
-        }
-        if let Some(ending) = self.ending {
-            let EndOnDrain { draining, grpc } = *ending;
-            body.end_when_draining(draining, grpc);
-        }
-        body
+/// Settles a freshly wrapped response to an admitted (or exempt) request: its guard released
+/// at once if the head is the whole response; `connection: close` if it asks an HTTP/1.x
+/// client to reconnect; counted only to its declared length where a server may stop there;
+/// ended when draining begins if `end_streams_when_draining` matched.
+///
+/// The tests only read, inlined; the rare work is one out-of-line call, so the common path
+/// is a few comparisons.
+#[inline(always)]
+fn settle<B: http_body::Body>(
+    response: &mut Response<DrainBody<B>>,
+    close: Close,
+    head: bool,
+    ending: &mut Option<Box<EndOnDrain>>,
+) {
+    let status = response.status();
+    let body = response.body();
+    // Accepted before the drain, answered during it: ask HTTP/1.x keep-alive clients to
+    // reconnect elsewhere. Or picked by gradual closing. (`close` is `Never` but for
+    // HTTP/1.x.)
+    let close_now = should_close(close, body.guard()) && reject::may_close(true, status);
+    // The head is the whole response (RFC 9110, sections 9.3.2, 15.3.5 and 15.4.5), or the
+    // body is empty, and servers drop such bodies unpolled: that is no client gone. The
+    // request completes now.
+    let complete = head || has_no_body(status) || body.inner_is_end_stream();
+    // HTTP/1.x servers stop at a declared length and may drop the body there; HTTP/2 ones
+    // poll its end. Looked up only for a counted HTTP/1.x response whose body does not know
+    // its own length: one that does (`Full`, `Bytes`, `String`) ends where hyper stops. A
+    // stream to end on drain does not rely on it.
+    let by_length = ending.is_none()
+        && close != Close::Never
+        && !complete
+        && body.guard().is_some()
+        && body.inner_length_unknown();
+    if close_now || complete || by_length || ending.is_some() {
+        finish(response, close_now, complete, by_length, ending.take());
     }
 }
 
-/// The rare work on a response's headers, out of line: with `close`, adds
-/// `connection: close`; with `by_length`, returns the length they declare, if any.
+/// The rare work `settle` decided on, out of line.
 #[cold]
 #[inline(never)]
-fn edit_headers(
-    mut headers: http::HeaderMap,
+fn finish<B: http_body::Body>(
+    response: &mut Response<DrainBody<B>>,
     close: bool,
+    complete: bool,
     by_length: bool,
-) -> (http::HeaderMap, Option<u64>) {
-    if close {
-        headers.insert(http::header::CONNECTION, reject::CLOSE);
+    ending: Option<Box<EndOnDrain>>,
+) {
+    if complete {
+        response.body_mut().complete_now();
     }
-    let declared = by_length.then(|| declared_length(&headers)).flatten();
-    (headers, declared)
+    if close {
+        (response.headers_mut()).insert(http::header::CONNECTION, reject::CLOSE);
+    }
+    if let Some(length) = by_length
+        .then(|| declared_length(response.headers()))
+        .flatten()
+    {
+        response.body_mut().complete_after(length);
+    }
+    if let Some(ending) = ending {
+        let EndOnDrain { draining, grpc } = *ending;
+        response.body_mut().end_when_draining(draining, grpc);
+    }
 }
 
 /// The `content-length` that a response's headers declare, if any.
@@ -271,21 +267,13 @@ fn has_no_body(status: http::StatusCode) -> bool {
         || status == http::StatusCode::NOT_MODIFIED
 }
 
-/// The refusal's response, out of line: keeping the rare path out of `poll` lets the compiler
-/// inline the common one into the server's future. Polled again after completion, another
-/// refusal rather than a panic.
+/// A refused future polled again after it completed: another refusal rather than a panic.
 #[cold]
 #[inline(never)]
-fn refusal<B>(response: &mut Option<Box<Response<Bytes>>>) -> Response<DrainBody<B>> {
-    let response = match response.take() {
-        Some(response) => *response,
-        None => {
-            let mut response = Response::new(Bytes::new());
-            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-            response
-        }
-    };
-    response.map(DrainBody::full)
+fn refused_again() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    response
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
