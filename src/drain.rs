@@ -230,10 +230,19 @@ impl Drain {
     #[inline]
     pub fn guard(&self) -> Guard {
         let shared = self.shared();
+        // Only a root's shards open: counted there, the request has no parent to enter.
+        if shared.state.enter_shard() {
+            return Guard::new(shared);
+        }
+        Self::guard_exact(shared)
+    }
+
+    /// `guard` when this thread's shard did not count it: through the word, and the parents'.
+    fn guard_exact(shared: &'static Shared) -> Guard {
         if !shared.is_root() {
             return Self::guard_slow(shared, None);
         }
-        match shared.state.enter() {
+        match shared.state.enter_with(false, false) {
             Entry::Admitted => Guard::new(shared),
             entry => Self::guard_slow(shared, Some(entry)),
         }
@@ -283,10 +292,21 @@ impl Drain {
     #[inline]
     pub fn try_guard(&self) -> Result<Guard, Rejected> {
         let shared = self.shared();
+        // Only a root's shards open, and only while it serves: counted there, the request has
+        // no parent to enter and the pool is not draining.
+        if shared.state.enter_shard() {
+            return Ok(Guard::new(shared));
+        }
+        Self::try_guard_exact(shared)
+    }
+
+    /// `try_guard` when this thread's shard did not count it: through the word, which decides
+    /// admission exactly, and the parents'.
+    fn try_guard_exact(shared: &'static Shared) -> Result<Guard, Rejected> {
         if !shared.is_root() {
             return Self::try_guard_slow(shared, None);
         }
-        match shared.state.try_enter() {
+        match shared.state.enter_with(true, false) {
             Entry::Admitted => Ok(Guard::new(shared)),
             entry => Self::try_guard_slow(shared, Some(entry)),
         }

@@ -164,3 +164,33 @@ async fn a_shutdown_of_the_parent_waits_for_work_in_children() {
     let report = bounded("the shutdown", shutdown).await.unwrap();
     assert_eq!((report.completed, report.still_in_flight), (1, 0));
 }
+
+#[test]
+fn a_child_on_the_memory_of_a_former_root_counts_in_its_parent() {
+    // A root counts on per-thread shards, and this thread remembers its shard by the pool's
+    // memory; a child never does. Roots made, used and dropped here hand their memory (and
+    // this thread's memory of it) to the children made next: each child's requests must
+    // still count in its parent, however often the child is read in between.
+    let parent = Drain::new();
+    for round in 0..1_000 {
+        let root = Drain::new();
+        drop(root.try_guard().unwrap());
+        assert_eq!(root.in_flight(), 0);
+        drop(root);
+
+        let child = parent.child();
+        let first = child.try_guard().unwrap();
+        assert_eq!(child.snapshot().in_flight, 1);
+        let second = child.guard();
+        let tracked = child.track(std::future::pending::<()>());
+        assert_eq!(
+            (parent.in_flight(), child.in_flight()),
+            (3, 3),
+            "round {round}"
+        );
+        drop((first, second, tracked));
+        assert_eq!((parent.in_flight(), child.in_flight()), (0, 0));
+    }
+    let snapshot = parent.snapshot();
+    assert_eq!((snapshot.completed, snapshot.cancelled), (2_000, 1_000));
+}

@@ -315,9 +315,21 @@ impl Shared {
     /// exit requires.
     #[inline]
     pub(crate) fn leave(&'static self, outcome: Outcome) {
+        // A completion leaves through this thread's shard if they are open: only a root's
+        // ever are, and then nobody needs to hear of it (see `State::exit_shard`). A
+        // cancellation is counted under a lock anyway, and leaves through the word.
+        if outcome == Outcome::Completed && self.state.exit_shard() {
+            return;
+        }
+        self.leave_exact(outcome);
+    }
+
+    /// `leave` through the word: of this pool, then of every ancestor.
+    fn leave_exact(&'static self, outcome: Outcome) {
         // Read before leaving: once the count is down, the memory may begin a new life.
         let parent = self.parent_link();
-        self.leave_here(outcome, parent == 0);
+        // The shard was tried (a completion), or is not for this exit (a cancellation).
+        self.leave_here(outcome, false);
         if parent != 0 {
             Self::leave_ancestors(parent, outcome);
         }
@@ -331,15 +343,16 @@ impl Shared {
             let pool = slot::get(link - 1);
             // The request still counts in `pool`, so its link is still this life's.
             link = pool.parent_link();
+            // A child's shards never open (see `acquire`).
             pool.leave_here(outcome, link == 0);
         }
     }
 
-    /// Takes one request out of this pool alone; `root` if it has no parent.
+    /// Takes one request out of this pool alone; through this thread's shard if `sharded`
+    /// (a root whose shard was not tried yet).
     #[inline]
-    fn leave_here(&'static self, outcome: Outcome, root: bool) {
-        // A child's shards never open (see `acquire`).
-        let prev = self.state.exit_with(outcome, root);
+    fn leave_here(&'static self, outcome: Outcome, sharded: bool) {
+        let prev = self.state.exit_with(outcome, sharded);
         if prev & state::LATE_WORK != 0 {
             self.after_exit(prev);
         }

@@ -106,15 +106,17 @@ pub(super) fn local(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard
         });
 
         #[cold]
-        fn look_up(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard> {
-            let shard = cell.get()?.local();
-            LAST.with(|last| last.set(Some((cell as *const _, shard))));
-            Some(shard)
+        fn look_up(shards: &Shards, key: *const std::sync::OnceLock<Shards>) -> &'static Shard {
+            let shard = shards.local();
+            LAST.with(|last| last.set(Some((key, shard))));
+            shard
         }
 
         match LAST.with(std::cell::Cell::get) {
             Some((key, shard)) if std::ptr::eq(key, cell) => Some(shard),
-            _ => look_up(cell),
+            // A pool that never had shards (a child's memory, so far) answers here, without a
+            // call: its entries and exits ask on every request.
+            _ => cell.get().map(|shards| look_up(shards, cell)),
         }
     }
     // Under loom each lookup is fresh: a thread-local of the real thread would be shared by

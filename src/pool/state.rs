@@ -18,7 +18,8 @@
 //! - `DETACH`: every `Drain` handle is gone; the exit that takes the count to zero recycles the
 //!   pool's memory (see `super`).
 //! - `SHARDED`: the shards are open (or being folded), and the count is the word's *plus* the
-//!   shards'. The word alone then means nothing: exits that find their shard closed lower it
+//!   shards'. The word alone then means nothing: exits that find their shard closed, and
+//!   cancellations (which are counted under a lock and leave through the word), lower it
 //!   with wrapping arithmetic, perhaps below zero, which the fold that closes the shards makes
 //!   good. Nothing reads the word's count while `SHARDED` is set: no other flag is (each is
 //!   set only after a fold, under the mode lock, and the shards open only while none is), no
@@ -242,26 +243,53 @@ impl State {
         self.try_open(&mut mode);
     }
 
-    /// Counts one more request in flight unless the pool is draining or full.
+    /// Counts an entry on this thread's shard, if the shards are open and it is below its cap:
+    /// the request path's entry. Only a root pool's shards ever open (`Mode::may_shard`), so
+    /// a caller that gets `true` has no parent to enter, whatever pool it holds; and nobody
+    /// needs to hear of the entry (no flag is set while they are open). Otherwise nothing was
+    /// counted, and the caller enters through the word (`enter_with`, without the shard).
+    #[inline(always)]
+    pub(crate) fn enter_shard(&self) -> bool {
+        shards::local(&self.shards).is_some_and(|shard| shards::enter(shard) == Counted::Here)
+    }
+
+    /// Counts a completed request's exit on this thread's shard, if the shards are open (see
+    /// `enter_shard`: then the pool is a root, and nobody needs to hear of the exit).
+    /// Otherwise nothing was counted, and the caller leaves through the word.
+    #[inline(always)]
+    pub(crate) fn exit_shard(&self) -> bool {
+        shards::local(&self.shards).is_some_and(|shard| shards::exit(shard))
+    }
+
+    /// Counts one more request in flight unless the pool is draining or full, as a root
+    /// pool's request does (`Drain::try_guard`): on this thread's shard, else through the word.
     ///
     /// This is the check-and-admit step: one compare-and-swap, of this thread's shard or of
     /// the word it checked. A concurrent `start_draining` is ordered before or after it: see
     /// the module docs. So once `start_draining` has returned and a waiter has seen the pool
     /// empty, no entry can be admitted.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn try_enter(&self) -> Entry {
-        self.admit(DRAINING, true)
+        if self.enter_shard() {
+            return Entry::Admitted;
+        }
+        self.enter_with(true, false)
     }
 
-    /// Counts one more request in flight even while draining. Refuses only when full.
-    #[inline]
+    /// Counts one more request in flight even while draining, as `Drain::guard` does for a
+    /// root pool. Refuses only when full.
+    #[cfg(test)]
     pub(crate) fn enter(&self) -> Entry {
-        self.admit(0, true)
+        if self.enter_shard() {
+            return Entry::Admitted;
+        }
+        self.enter_with(false, false)
     }
 
-    /// `try_enter` (`draining_refuses`) or `enter`; with `sharded` false, for a child pool,
-    /// whose shards never open (`Mode::may_shard`), straight to the word without looking for a
-    /// shard.
+    /// Counts one more request in flight unless it is full, or (`draining_refuses`) the pool
+    /// is draining. With `sharded` false, straight to the word without looking for a shard:
+    /// for a child pool, whose shards never open (`Mode::may_shard`), and after
+    /// `enter_shard` (a shard at its cap is then folded when the entry meets `SHARDED`).
     #[inline]
     pub(crate) fn enter_with(&self, draining_refuses: bool, sharded: bool) -> Entry {
         self.admit(if draining_refuses { DRAINING } else { 0 }, sharded)
@@ -369,7 +397,8 @@ impl State {
 
     /// Takes one request out of the count. Returns the word before, or 0 if the request left
     /// through a shard: if it has any of `LATE_WORK`, the caller has more to do
-    /// (`Shared::after_exit`). With `sharded` false, for a child pool, as in `enter_with`.
+    /// (`Shared::after_exit`). With `sharded` false, straight to the word: for a child pool,
+    /// as in `enter_with`, and after `exit_shard`.
     #[inline]
     pub(crate) fn exit_with(&self, outcome: Outcome, sharded: bool) -> u64 {
         match outcome {
