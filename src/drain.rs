@@ -238,6 +238,7 @@ impl Drain {
     }
 
     /// `guard` when this thread's shard did not count it: through the word, and the parents'.
+    #[cold]
     fn guard_exact(shared: &'static Shared) -> Guard {
         if !shared.is_root() {
             return Self::guard_slow(shared, None);
@@ -302,6 +303,7 @@ impl Drain {
 
     /// `try_guard` when this thread's shard did not count it: through the word, which decides
     /// admission exactly, and the parents'.
+    #[cold]
     fn try_guard_exact(shared: &'static Shared) -> Result<Guard, Rejected> {
         if !shared.is_root() {
             return Self::try_guard_slow(shared, None);

@@ -180,8 +180,8 @@ where
 /// client to reconnect; counted only to its declared length where a server may stop there;
 /// ended when draining begins if `end_streams_when_draining` matched.
 ///
-/// The tests only read, inlined; the rare work is one out-of-line call, so the common path
-/// is a few comparisons.
+/// Its checks only read, and are inlined; the rare work is one out-of-line call, so the
+/// common path is a few comparisons.
 #[inline(always)]
 fn settle<B: http_body::Body>(
     response: &mut Response<DrainBody<B>>,
@@ -227,7 +227,9 @@ fn finish<B: http_body::Body>(
         response.body_mut().complete_now();
     }
     if close {
-        (response.headers_mut()).insert(http::header::CONNECTION, reject::CLOSE);
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, reject::CLOSE);
     }
     if let Some(length) = by_length
         .then(|| declared_length(response.headers()))

@@ -325,6 +325,7 @@ impl Shared {
     }
 
     /// `leave` through the word: of this pool, then of every ancestor.
+    #[cold]
     fn leave_exact(&'static self, outcome: Outcome) {
         // Read before leaving: once the count is down, the memory may begin a new life.
         let parent = self.parent_link();
