@@ -42,6 +42,8 @@ async fn main() -> std::io::Result<()> {
         // After the layer, so never refused: the load balancer's readiness check.
         .route_service("/ready", drain.readiness());
 
+    // Caught from here on: a SIGTERM the moment the server is up drains it too.
+    let stop = signal::terminate();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
     let mut phases = drain.watch_phase();
@@ -53,7 +55,7 @@ async fn main() -> std::io::Result<()> {
 
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);
     let report = tower_drain::serve(listener, app, shutdown)
-        .with_graceful_shutdown(signal::terminate())
+        .with_graceful_shutdown(stop)
         .await?;
     println!("{report}");
     Ok(())

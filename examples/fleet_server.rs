@@ -42,6 +42,8 @@ async fn main() -> std::io::Result<()> {
     let drain_on = std::env::var("TOWER_DRAIN").as_deref() != Ok("off");
 
     let host: std::net::IpAddr = setting("HOST", std::net::Ipv4Addr::LOCALHOST.into())?;
+    // Caught from here on: a SIGTERM the moment the server is up drains it too.
+    let stop = signal::terminate();
     let listener = TcpListener::bind((host, port)).await?;
     let pid = std::process::id();
     eprintln!(
@@ -54,7 +56,7 @@ async fn main() -> std::io::Result<()> {
         // The control: what axum alone does on SIGTERM.
         let app = routes().route("/ready", get(|| async { "ready\n" }));
         axum::serve(listener, app)
-            .with_graceful_shutdown(signal::terminate())
+            .with_graceful_shutdown(stop)
             .await?;
         eprintln!("[{pid}] exited (axum's graceful shutdown only)");
         return Ok(());
@@ -67,7 +69,7 @@ async fn main() -> std::io::Result<()> {
         .route_service("/ready", drain.readiness());
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);
     let report = tower_drain::serve(listener, app, shutdown)
-        .with_graceful_shutdown(signal::terminate())
+        .with_graceful_shutdown(stop)
         .await?;
     eprintln!("[{pid}] {report}");
     Ok(())

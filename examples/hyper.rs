@@ -33,6 +33,8 @@ async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible
 async fn main() -> std::io::Result<()> {
     let port = setting("PORT", 3000) as u16;
     let grace = Duration::from_millis(setting("GRACE_MS", 30_000));
+    // Caught from here on: a SIGTERM the moment the server is up drains it too.
+    let stop = signal::terminate();
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     println!(
         "listening on http://{} (HTTP/1.1 and h2c)",
@@ -43,14 +45,14 @@ async fn main() -> std::io::Result<()> {
     let shutdown = drain.shutdown().grace(grace);
     let report = if std::env::var("TOWER_DRAIN").as_deref() == Ok("off") {
         tower_drain::serve(listener, service_fn(hello), shutdown)
-            .with_graceful_shutdown(signal::terminate())
+            .with_graceful_shutdown(stop)
             .await?
     } else {
         let service = ServiceBuilder::new()
             .layer(drain.http_layer())
             .service_fn(hello);
         tower_drain::serve(listener, service, shutdown)
-            .with_graceful_shutdown(signal::terminate())
+            .with_graceful_shutdown(stop)
             .await?
     };
     println!("{report}");

@@ -58,11 +58,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .service(Routes::new(health));
 
+    // Caught from here on: a SIGTERM the moment the server is up drains it too.
+    let stop = signal::terminate();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("gRPC on http://{}", listener.local_addr()?);
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);
     let report = tower_drain::serve(listener, app, shutdown)
-        .with_graceful_shutdown(signal::terminate())
+        .with_graceful_shutdown(stop)
         .await?;
     println!("{report}");
     Ok(())

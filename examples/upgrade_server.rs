@@ -51,6 +51,8 @@ async fn main() -> std::io::Result<()> {
             }
         }
     }
+    // Caught from here on: a SIGTERM the moment the server is up drains it too.
+    let terminated = signal::terminate();
     let listener = upgrade.listen(([127, 0, 0, 1], port).into())?;
     let inherited = upgrade.is_upgrade();
     let handed_over = upgrade.ready()?;
@@ -67,7 +69,7 @@ async fn main() -> std::io::Result<()> {
                 Ok(()) => println!("[{pid}] a new process is ready: handing over"),
                 Err(error) => println!("[{pid}] upgrades failed ({error}): stopping"),
             },
-            () = signal::terminate() => println!("[{pid}] stopping"),
+            () = terminated => println!("[{pid}] stopping"),
         }
     };
     let app = routes().route("/pid", get(move || async move { format!("{pid}\n") }));

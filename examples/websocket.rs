@@ -50,11 +50,13 @@ async fn main() -> std::io::Result<()> {
         .route("/ws", get(echo))
         .layer(drain.http_layer().with_request_signal());
 
+    // Caught from here on: a SIGTERM the moment the server is up drains it too.
+    let stop = signal::terminate();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("echo at ws://{}/ws", listener.local_addr()?);
     let shutdown = drain.shutdown().grace(Duration::from_secs(30));
     let report = tower_drain::serve(listener, app, shutdown)
-        .with_graceful_shutdown(signal::terminate())
+        .with_graceful_shutdown(stop)
         .await?;
     println!("{report}");
     Ok(())

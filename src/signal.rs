@@ -5,6 +5,13 @@ use std::future::Future;
 /// Resolves when the process is asked to stop: Ctrl-C, or SIGTERM on Unix (what Kubernetes,
 /// systemd and `docker stop` send); Ctrl-C or Ctrl-Close on Windows.
 ///
+/// The handlers are installed when this is called, within a tokio runtime: a signal that
+/// arrives after the call is caught, even before the future is first polled. So call it
+/// before the server says it is up (before binding, or before printing its address): a
+/// process that a supervisor starts and at once stops, as a rolling update may, then drains
+/// instead of dying of the default SIGTERM action. Called outside a runtime, it installs them
+/// when first polled.
+///
 /// If a handler cannot be installed (no signal support in this environment), that source is
 /// ignored and the others still count; if none can be, this never resolves.
 ///
@@ -13,47 +20,117 @@ use std::future::Future;
 /// ```no_run
 /// # #[tokio::main] async fn main() {
 /// let drain = tower_drain::Drain::new();
-/// tower_drain::signal::terminate().await;
+/// // Caught from here on, whenever the future is first polled.
+/// let stop = tower_drain::signal::terminate();
+/// // ... bind, say that it listens, serve ...
+/// stop.await;
 /// let report = drain.shutdown().await;
 /// println!("{report}");
 /// # }
 /// ```
-pub async fn terminate() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let other = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(windows)]
-    let other = async {
-        match tokio::signal::windows::ctrl_close() {
-            Ok(mut close) => {
-                close.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(any(unix, windows)))]
-    let other = std::future::pending::<()>();
+pub fn terminate() -> impl Future<Output = ()> + Send + 'static {
+    // Installed now if there is a runtime to install them with (tokio's handlers need its
+    // signal driver); otherwise at the first poll, which needs one.
+    let installed = tokio::runtime::Handle::try_current()
+        .is_ok()
+        .then(Handlers::install);
+    async move {
+        let mut handlers = match installed {
+            Some(handlers) => handlers,
+            None => Handlers::install(),
+        };
+        handlers.recv().await;
+    }
+}
 
-    let mut ctrl_c = std::pin::pin!(ctrl_c);
-    let mut other = std::pin::pin!(other);
-    std::future::poll_fn(|cx| {
-        if ctrl_c.as_mut().poll(cx).is_ready() || other.as_mut().poll(cx).is_ready() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
+/// The signal handlers `terminate` waits on; `None` where one could not be installed.
+struct Handlers {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(windows)]
+    ctrl_c: Option<tokio::signal::windows::CtrlC>,
+    #[cfg(windows)]
+    ctrl_close: Option<tokio::signal::windows::CtrlClose>,
+}
+
+impl Handlers {
+    /// Installs every handler; the caller is within a runtime.
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
         }
-    })
-    .await
+        #[cfg(windows)]
+        {
+            Self {
+                ctrl_c: tokio::signal::windows::ctrl_c().ok(),
+                ctrl_close: tokio::signal::windows::ctrl_close().ok(),
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
+        {
+            Self {}
+        }
+    }
+
+    /// Resolves on the first signal any handler sees; never, if none was installed.
+    async fn recv(&mut self) {
+        std::future::poll_fn(|cx| {
+            #[cfg(unix)]
+            let seen = poll_some(
+                &mut self.interrupt,
+                cx,
+                tokio::signal::unix::Signal::poll_recv,
+            ) || poll_some(
+                &mut self.terminate,
+                cx,
+                tokio::signal::unix::Signal::poll_recv,
+            );
+            #[cfg(windows)]
+            let seen = poll_some(
+                &mut self.ctrl_c,
+                cx,
+                tokio::signal::windows::CtrlC::poll_recv,
+            ) || poll_some(
+                &mut self.ctrl_close,
+                cx,
+                tokio::signal::windows::CtrlClose::poll_recv,
+            );
+            #[cfg(not(any(unix, windows)))]
+            let seen = {
+                let _ = cx;
+                false
+            };
+            if seen {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Whether `handler`, if installed, has seen its signal. One whose stream ended (the runtime
+/// is going away) sees nothing more.
+#[cfg(any(unix, windows))]
+fn poll_some<H>(
+    handler: &mut Option<H>,
+    cx: &mut std::task::Context<'_>,
+    poll_recv: fn(&mut H, &mut std::task::Context<'_>) -> std::task::Poll<Option<()>>,
+) -> bool {
+    match handler.as_mut().map(|handler| poll_recv(handler, cx)) {
+        Some(std::task::Poll::Ready(Some(()))) => true,
+        Some(std::task::Poll::Ready(None)) => {
+            *handler = None;
+            false
+        }
+        _ => false,
+    }
 }

@@ -17,6 +17,7 @@
 //! let app = axum::Router::new().layer(drain.http_layer());
 //!
 //! let upgrade = Upgrade::new()?; // on SIGHUP, start the new process
+//! let terminated = signal::terminate(); // SIGTERM caught from here on
 //! let listener = upgrade.listen("127.0.0.1:3000".parse().unwrap())?; // inherited, or new
 //! let handed_over = upgrade.ready()?; // the old process (if any) stops accepting now
 //!
@@ -26,7 +27,7 @@
 //!     .with_graceful_shutdown(async {
 //!         tokio::select! {
 //!             _ = handed_over => {}
-//!             _ = signal::terminate() => {}
+//!             _ = terminated => {}
 //!         }
 //!     })
 //!     .await?;
