@@ -10,7 +10,8 @@ use std::future::Future;
 /// before the server says it is up (before binding, or before printing its address): a
 /// process that a supervisor starts and at once stops, as a rolling update may, then drains
 /// instead of dying of the default SIGTERM action. Called outside a runtime, it installs them
-/// when first polled.
+/// when first polled. As with tokio's own signal handling, the runtime needs its IO driver
+/// (`#[tokio::main]` has it; a hand-built runtime needs `enable_io` or `enable_all`).
 ///
 /// If a handler cannot be installed (no signal support in this environment), that source is
 /// ignored and the others still count; if none can be, this never resolves.
