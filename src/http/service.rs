@@ -145,7 +145,7 @@ where
             // here, so the compiler can build it in place (an out-of-line call returning one
             // makes it copy the result on every path).
             let (mut parts, body) = request.into_parts();
-            plan = self.plan(&mut parts);
+            plan = self.plan(&mut parts, plan.close);
             request = Request::from_parts(parts, body);
         }
         let (guard, close, head) = if plan.exempt {
@@ -195,7 +195,7 @@ impl<S> HttpDrainService<S> {
     /// line, so that a layer without options pays one branch for all of them.
     #[cold]
     #[inline(never)]
-    fn plan(&mut self, parts: &mut http::request::Parts) -> Plan {
+    fn plan(&mut self, parts: &mut http::request::Parts, close: Close) -> Plan {
         let settings = &*self.settings;
         if settings.request_signal {
             let signal = DrainSignal::new(settings.drain.clone());
@@ -209,14 +209,17 @@ impl<S> HttpDrainService<S> {
             // So that a `RecordRequestsLayer` inside never names it in a report.
             parts.extensions.insert(NotCounted);
         }
-        let close = if exempt || !reject::is_http1(parts.version) {
-            Close::Never
-        } else if (settings.gradual.as_ref())
-            .is_some_and(|gradual| gradual.should_close(settings.drain.shared()))
+        // `close` is what the request's version allows (decided in `call`); gradual closing
+        // draws only for an HTTP/1.x request it may close, and an exempt one is never closed
+        // (`call` ignores `close` for it).
+        let close = if !exempt
+            && close == Close::IfDraining
+            && (settings.gradual.as_ref())
+                .is_some_and(|gradual| gradual.should_close(settings.drain.shared()))
         {
             Close::Always
         } else {
-            Close::IfDraining
+            close
         };
         Plan {
             close,
@@ -226,8 +229,8 @@ impl<S> HttpDrainService<S> {
     }
 }
 
-/// How `call` treats a request: decided inline for a layer without per-request options, by
-/// `plan` otherwise.
+/// How `call` treats a request: decided inline for a layer without per-request options, and
+/// completed by `plan` otherwise.
 struct Plan {
     /// When its response asks the client to close the connection.
     close: Close,
