@@ -56,7 +56,7 @@ async fn main() -> std::io::Result<()> {
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);
     let report = tower_drain::serve(listener, app, shutdown)
         .with_graceful_shutdown(stop)
-        .await?;
+        .await;
     println!("{report}");
     Ok(())
 }

@@ -132,7 +132,6 @@ async fn main() {
     let report = tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("the server exits")
-        .unwrap()
         .unwrap();
     log(format!("the server has exited; shutdown report: {report}"));
 

@@ -70,7 +70,7 @@ async fn main() -> std::io::Result<()> {
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);
     let report = tower_drain::serve(listener, app, shutdown)
         .with_graceful_shutdown(stop)
-        .await?;
+        .await;
     eprintln!("[{pid}] {report}");
     Ok(())
 }

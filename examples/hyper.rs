@@ -46,14 +46,14 @@ async fn main() -> std::io::Result<()> {
     let report = if std::env::var("TOWER_DRAIN").as_deref() == Ok("off") {
         tower_drain::serve(listener, service_fn(hello), shutdown)
             .with_graceful_shutdown(stop)
-            .await?
+            .await
     } else {
         let service = ServiceBuilder::new()
             .layer(drain.http_layer())
             .service_fn(hello);
         tower_drain::serve(listener, service, shutdown)
             .with_graceful_shutdown(stop)
-            .await?
+            .await
     };
     println!("{report}");
     Ok(())

@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);
     let report = tower_drain::serve(listener, app, shutdown)
         .with_graceful_shutdown(stop)
-        .await?;
+        .await;
     println!("{report}");
     Ok(())
 }

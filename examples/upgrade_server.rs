@@ -91,7 +91,7 @@ async fn main() -> std::io::Result<()> {
     let report = tower_drain::serve(listener, app, shutdown)
         .close_listener_on_signal() // the new process accepts from now on
         .with_graceful_shutdown(stop)
-        .await?;
+        .await;
     println!("[{pid}] {report}");
     Ok(())
 }

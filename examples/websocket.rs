@@ -57,7 +57,7 @@ async fn main() -> std::io::Result<()> {
     let shutdown = drain.shutdown().grace(Duration::from_secs(30));
     let report = tower_drain::serve(listener, app, shutdown)
         .with_graceful_shutdown(stop)
-        .await?;
+        .await;
     println!("{report}");
     Ok(())
 }

@@ -556,12 +556,15 @@ impl Drain {
 
     /// Waits until draining begins: ready at once if it already has.
     ///
-    /// Select on it in a long-lived handler to end a stream early. `tower_drain::serve` (feature `serve`)
-    /// watches it to send HTTP/2 clients `GOAWAY`. Handed to a server's own graceful shutdown
-    /// (`axum::serve(listener, app).with_graceful_shutdown(drain.draining())`), it closes the
-    /// listener when draining begins: new clients are then refused at the TCP level rather
-    /// than answered with `503`, and the server waits for its connections without a bound;
-    /// prefer `serve`.
+    /// Select on it in a long-lived handler to end a stream early. `tower_drain::serve` (feature
+    /// `serve`) watches it to send HTTP/2 clients `GOAWAY`.
+    ///
+    /// It is *not* the signal for a server's own graceful shutdown: a server told to shut down
+    /// when draining begins closes its listener then, so new clients are refused at the TCP
+    /// level rather than answered with `503`, and it waits for its connections without a
+    /// bound. To keep your server, wire it with [`Shutdown::run_server`], which tells it to
+    /// close only once the pool is empty and bounds how long it takes; or use
+    /// `tower_drain::serve`.
     ///
     /// # Cancel safety
     ///

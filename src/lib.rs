@@ -28,6 +28,7 @@ mod loom;
 mod metrics_reporter;
 mod pool;
 mod record;
+mod run_server;
 // Under loom, tokio has no `net`; the models never need a server.
 #[cfg(all(feature = "serve", not(loom)))]
 mod serve;
@@ -42,6 +43,11 @@ mod trace;
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
 pub mod upgrade;
 mod wait;
+
+// The guide's examples run as doctests too, under `http` as the README's do.
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../docs/guide.md")]
+mod guide_doctests {}
 
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -60,9 +66,10 @@ pub use crate::layer::DrainLayer;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use crate::metrics_reporter::MetricsReporter;
 pub use crate::record::AbandonedRequest;
+pub use crate::run_server::{Closing, RunServer};
 #[cfg(all(feature = "serve", not(loom)))]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
-pub use crate::serve::{serve, Serve, ServeFuture};
+pub use crate::serve::{serve, Handshake, HttpService, Listener, ListenerExt, Serve, ServeFuture};
 pub use crate::service::DrainService;
 pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};
 pub use crate::snapshot::{Phase, Snapshot};

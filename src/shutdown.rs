@@ -43,24 +43,16 @@ const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// # At the deadline
 ///
 /// The report says how many requests were abandoned; the caller then exits and the runtime
-/// drops them: each is counted as cancelled, nothing panics and nothing hangs. Do not wait for
-/// the server's own graceful future without a bound, since it waits for those same stragglers:
-/// take the report, then give the server a moment to flush what was written and close.
+/// drops them: each is counted as cancelled, nothing panics and nothing hangs.
 ///
-/// ```no_run
-/// # use std::time::Duration;
-/// # async fn run(server: tokio::task::JoinHandle<()>) {
-/// let drain = tower_drain::Drain::new();
-/// // ... `server` serves with `with_graceful_shutdown(drain.draining())` ...
-/// let report = drain
-///     .shutdown()
-///     .unready_for(Duration::from_secs(5))
-///     .grace(Duration::from_secs(30))
-///     .await;
-/// eprintln!("{report}");
-/// let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
-/// # }
-/// ```
+/// # With a server
+///
+/// Run a shutdown through the server: [`tower_drain::serve`](crate#two-ways-in) (feature
+/// `serve`) runs it on its signal, and [`run_server`](Self::run_server) wires it into a server
+/// with its own graceful shutdown (`axum::serve`, tonic's `Server`). Either way the server
+/// accepts until the pool is empty and closes within a bound. Awaiting a shutdown beside a
+/// server that was told to stop on [`Drain::draining`] refuses new connections while the
+/// pool drains, and that server waits for its connections without a bound.
 ///
 /// # Examples
 ///
@@ -162,12 +154,6 @@ impl Shutdown {
         self.unready_for
     }
 
-    /// The grace period, if any.
-    #[cfg_attr(any(not(feature = "serve"), loom), allow(dead_code))]
-    pub(crate) fn grace_period(&self) -> Option<Duration> {
-        self.grace
-    }
-
     async fn run(self) -> ShutdownReport {
         let cell = self.drain.shared().shutdown_cell();
         cell.get_or_init(|| self.procedure()).await.clone()
@@ -180,6 +166,8 @@ impl Shutdown {
         let before = drain.snapshot();
 
         let cycle = shared.begin_unready(self.unready_for);
+        // When the grace period ends, once draining has begun (`Some(None)`: no limit).
+        let mut grace_ends: Option<Option<Instant>> = None;
         // Ready once `resume` has ended this cycle: every step below gives way to it.
         let mut resumed = std::pin::pin!(resumed(drain, cycle));
         let end = 'steps: {
@@ -205,6 +193,7 @@ impl Shutdown {
             let deadline = self
                 .grace
                 .and_then(|grace| Instant::now().checked_add(grace));
+            grace_ends = Some(deadline);
             let mut empty = std::pin::pin!(drain.until_empty());
             let mut deadline = std::pin::pin!(deadline.map(tokio::time::sleep_until));
             // `None` when off, or when the first report would lie beyond what `Instant` can
@@ -253,6 +242,7 @@ impl Shutdown {
             },
             timed_out,
             resumed: end == End::Resumed,
+            grace_ends,
         };
         #[cfg(feature = "metrics")]
         crate::metrics_reporter::record_shutdown(&report);
@@ -384,6 +374,10 @@ pub struct ShutdownReport {
     pub abandoned: Vec<AbandonedRequest>,
     timed_out: bool,
     resumed: bool,
+    /// When the run's grace period ends (or ended): `None` if it never began draining,
+    /// `Some(None)` with no limit. A server gives its connections until then to write what
+    /// they hold, whichever caller's shutdown started the run.
+    grace_ends: Option<Option<Instant>>,
 }
 
 impl ShutdownReport {
@@ -427,6 +421,20 @@ impl ShutdownReport {
     /// ```
     pub fn resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// When a server cuts the connections it has left: `close_within` after the end of the
+    /// run's grace period, or after now if that has passed or draining never began (a
+    /// resume); `None` with no grace period.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn closing_deadline(&self, close_within: Duration) -> Option<Instant> {
+        let now = Instant::now();
+        let closing_from = match self.grace_ends {
+            None => now,
+            Some(None) => return None,
+            Some(Some(grace_ends)) => grace_ends.max(now),
+        };
+        closing_from.checked_add(close_within)
     }
 }
 

@@ -14,4 +14,12 @@ macro_rules! warning {
     };
 }
 
-pub(crate) use {info, warning};
+macro_rules! debug {
+    ($($arg:tt)*) => {
+        #[cfg(feature = "tracing")]
+        ::tracing::debug!(target: "tower_drain", $($arg)*);
+    };
+}
+
+#[cfg_attr(not(feature = "serve"), allow(unused_imports))]
+pub(crate) use {debug, info, warning};

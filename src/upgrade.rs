@@ -30,7 +30,7 @@
 //!             _ = terminated => {}
 //!         }
 //!     })
-//!     .await?;
+//!     .await;
 //! println!("{report}");
 //! # Ok(())
 //! # }

@@ -286,9 +286,6 @@ async fn serve_waits_for_a_single_frame_body_to_be_written_before_it_returns() {
         SIZE,
         "every byte arrived"
     );
-    let report = support::bounded("serve returns", server)
-        .await
-        .unwrap()
-        .unwrap();
+    let report = support::bounded("serve returns", server).await.unwrap();
     assert!(!report.timed_out(), "{report}");
 }

@@ -27,8 +27,9 @@ pub fn example(name: &str) -> PathBuf {
     let profile = deps.parent().unwrap().parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = std::process::Command::new(cargo);
-    // The tonic example is the `integration` member's (it needs tonic); the others the crate's.
-    let package = if name == "tonic" {
+    // The tonic and TLS examples are the `integration` member's (they need tonic, rustls); the
+    // others the crate's.
+    let package = if ["tonic", "tonic_server", "tls"].contains(&name) {
         "tower-drain-integration"
     } else {
         "tower-drain"
