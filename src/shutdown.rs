@@ -240,6 +240,7 @@ impl Shutdown {
             } else {
                 Vec::new()
             },
+            connections_cut: 0,
             timed_out,
             resumed: end == End::Resumed,
             grace_ends,
@@ -372,6 +373,10 @@ pub struct ShutdownReport {
     /// [`RecordRequestsLayer`](crate::RecordRequestsLayer); empty without one, or when the
     /// pool drained in time.
     pub abandoned: Vec<AbandonedRequest>,
+    /// Connections that `serve` cut when it closed: still writing a response at the end of
+    /// the grace period (a client that stopped reading), or upgraded (a WebSocket) and not
+    /// closed by then. Zero for a shutdown run without `serve`.
+    pub connections_cut: usize,
     timed_out: bool,
     resumed: bool,
     /// When the run's grace period ends (or ended): `None` if it never began draining,
@@ -440,6 +445,17 @@ impl ShutdownReport {
 
 impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_counts(f)?;
+        match self.connections_cut {
+            0 => Ok(()),
+            1 => write!(f, "; 1 connection cut"),
+            n => write!(f, "; {n} connections cut"),
+        }
+    }
+}
+
+impl ShutdownReport {
+    fn fmt_counts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let seconds = self.elapsed.as_secs_f64();
         if self.resumed {
             write!(

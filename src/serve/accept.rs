@@ -15,6 +15,7 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::connection::{serve_connection, Stage};
+use super::cut::Switches;
 use super::listener::Listener;
 use super::peer::Peer;
 use super::settings::Settings;
@@ -52,6 +53,7 @@ where
     let local = listener.local_addr().ok();
     let (stage, _) = watch::channel(Stage::Serving);
     let mut connections = JoinSet::new();
+    let switches = Switches::default();
     let mut listener = Some(listener);
     let mut signal = signal;
     let mut procedure: Option<Pin<Box<dyn Future<Output = ShutdownReport> + Send>>> = None;
@@ -61,7 +63,7 @@ where
     // the signal, the phases and the connections go on being served.
     let mut retry: Option<Pin<Box<Sleep>>> = None;
 
-    let report = loop {
+    let mut report = loop {
         let event = std::future::poll_fn(|cx| {
             if let Some(Poll::Ready(report)) = procedure.as_mut().map(|p| p.as_mut().poll(cx)) {
                 return Poll::Ready(Event::Ended(report));
@@ -90,7 +92,7 @@ where
             Event::Accepted(Ok((io, addr))) => {
                 connections.spawn(serve_connection(
                     builder.clone(),
-                    io,
+                    switches.wrap(io),
                     Peer::new(addr, local.as_ref()),
                     service.clone(),
                     stage.subscribe(),
@@ -145,13 +147,22 @@ where
             true
         }
     };
+    // What is left is cut: connections still writing at the deadline, and upgraded ones
+    // (WebSockets) that hyper handed to the application. An upgraded connection that should
+    // be waited for holds a guard (`DrainSignal::guard`), and so kept the pool from emptying
+    // until the deadline.
+    let cut = switches.cut_all();
     if !all_closed {
         trace::warning!(
             connections = connections.len(),
-            "connections still open after the grace period: closed"
+            "connections still open after the grace period: cut"
         );
         connections.shutdown().await;
     }
+    if cut > 0 {
+        trace::info!(connections = cut, "connections cut");
+    }
+    report.connections_cut = cut;
     report
 }
 

@@ -10,6 +10,7 @@
 mod accept;
 mod body;
 mod connection;
+mod cut;
 mod grpc_timeout;
 mod listener;
 mod peer;
