@@ -56,6 +56,8 @@ async fn main() -> std::io::Result<()> {
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);
     let report = tower_drain::serve(listener, app, shutdown)
         .with_graceful_shutdown(stop)
+        // A second Ctrl-C or SIGTERM ends the drain at once.
+        .with_forced_shutdown(signal::terminate)
         .await;
     println!("{report}");
     Ok(())

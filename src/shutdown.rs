@@ -243,6 +243,7 @@ impl Shutdown {
             connections_cut: 0,
             timed_out,
             resumed: end == End::Resumed,
+            forced: false,
             grace_ends,
         };
         #[cfg(feature = "metrics")]
@@ -379,6 +380,7 @@ pub struct ShutdownReport {
     pub connections_cut: usize,
     timed_out: bool,
     resumed: bool,
+    forced: bool,
     /// When the run's grace period ends (or ended): `None` if it never began draining,
     /// `Some(None)` with no limit. A server gives its connections until then to write what
     /// they hold, whichever caller's shutdown started the run.
@@ -428,6 +430,23 @@ impl ShutdownReport {
         self.resumed
     }
 
+    /// Whether a second signal ended the shutdown at once
+    /// ([`Serve::with_forced_shutdown`](crate::Serve::with_forced_shutdown)), abandoning what
+    /// was still in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let report = tower_drain::Drain::new().shutdown().await;
+    /// assert!(!report.forced());
+    /// # }
+    /// ```
+    pub fn forced(&self) -> bool {
+        self.forced
+    }
+
     /// When a server cuts the connections it has left: `close_within` after the end of the
     /// run's grace period, or after now if that has passed or draining never began (a
     /// resume); `None` with no grace period.
@@ -455,8 +474,44 @@ impl fmt::Display for ShutdownReport {
 }
 
 impl ShutdownReport {
+    /// The report of a shutdown cut short by a second signal, `elapsed` after the first: what
+    /// finished since `before`, and what is abandoned now.
+    #[cfg_attr(any(not(feature = "serve"), loom), allow(dead_code))]
+    pub(crate) fn of_forced(drain: &Drain, before: &crate::Snapshot, elapsed: Duration) -> Self {
+        // Refuse new work from now on, if the unready period had not ended yet.
+        drain.start_draining();
+        let after = drain.snapshot();
+        let report = ShutdownReport {
+            completed: after.completed - before.completed,
+            cancelled: after.cancelled - before.cancelled,
+            still_in_flight: after.in_flight,
+            rejected: after.rejected - before.rejected,
+            elapsed,
+            abandoned: drain.shared().record.in_flight(),
+            connections_cut: 0,
+            timed_out: after.in_flight > 0,
+            resumed: false,
+            forced: true,
+            grace_ends: Some(Some(Instant::now())),
+        };
+        trace::warning!(abandoned = report.still_in_flight, "{report}");
+        report
+    }
+
     fn fmt_counts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let seconds = self.elapsed.as_secs_f64();
+        if self.forced {
+            write!(
+                f,
+                "forced after {seconds:.3}s by a second signal: {} completed, {} cancelled, \
+                 {} rejected, {} abandoned",
+                self.completed, self.cancelled, self.rejected, self.still_in_flight
+            )?;
+            return match self.abandoned.first() {
+                Some(oldest) => write!(f, " (oldest: {oldest})"),
+                None => Ok(()),
+            };
+        }
         if self.resumed {
             write!(
                 f,

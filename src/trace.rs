@@ -14,6 +14,7 @@ macro_rules! warning {
     };
 }
 
+#[cfg_attr(not(feature = "serve"), allow(unused_macros))]
 macro_rules! debug {
     ($($arg:tt)*) => {
         #[cfg(feature = "tracing")]

@@ -225,3 +225,51 @@ async fn a_connection_cut_with_its_response_unsent_is_counted_in_the_report() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_second_signal_ends_the_drain_at_once_with_what_was_abandoned() {
+    let drain = Drain::new();
+    let app = Router::new()
+        .route("/never", get(|| std::future::pending::<&'static str>()))
+        .layer(drain.http_layer());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, signal) = stop_signal();
+    let (force, forced) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tower_drain::serve(
+            listener,
+            app,
+            drain
+                .shutdown()
+                .unready_for(Duration::from_secs(30))
+                .grace(Duration::from_secs(30)),
+        )
+        .with_graceful_shutdown(signal)
+        .with_forced_shutdown(move || async {
+            forced.await.ok();
+        })
+        .into_future(),
+    );
+    let _client = request_and_never_read(addr, "/never").await;
+    bounded("in flight", drain.until(|s| s.in_flight == 1)).await;
+    stop.send(()).unwrap();
+    bounded(
+        "unready",
+        drain
+            .watch_phase()
+            .wait_for(|p| *p == tower_drain::Phase::Unready),
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    force.send(()).unwrap();
+    let report = bounded("serve returns", server).await.unwrap();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(report.forced());
+    assert_eq!(report.still_in_flight, 1);
+    assert_eq!(report.connections_cut, 1);
+    assert!(drain.is_draining(), "a forced shutdown refuses new work");
+    assert!(report.to_string().starts_with("forced after "), "{report}");
+    assert!(report.to_string().contains("1 abandoned"), "{report}");
+}

@@ -11,7 +11,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::connection::{serve_connection, Stage};
@@ -29,6 +29,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// The signal `serve` waits for, boxed once per server.
 pub(crate) type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// What makes the second signal, called when the first has come.
+pub(crate) type MakeSignal = Box<dyn FnOnce() -> Signal + Send>;
 
 /// Runs the server: see [`Serve`](super::Serve).
 pub(crate) async fn run<L, S, B>(
@@ -36,6 +38,7 @@ pub(crate) async fn run<L, S, B>(
     service: S,
     shutdown: Shutdown,
     signal: Option<Signal>,
+    force: Option<MakeSignal>,
     settings: Settings,
 ) -> ShutdownReport
 where
@@ -56,6 +59,10 @@ where
     let switches = Switches::default();
     let mut listener = Some(listener);
     let mut signal = signal;
+    let mut force = force;
+    let mut second: Option<Signal> = None;
+    // What the pool had done when the signal came, and when: for a forced report.
+    let mut signalled: Option<(crate::Snapshot, Instant)> = None;
     let mut procedure: Option<Pin<Box<dyn Future<Output = ShutdownReport> + Send>>> = None;
     let mut draining = Box::pin(drain.draining());
     let mut drain_seen = false;
@@ -67,6 +74,9 @@ where
         let event = std::future::poll_fn(|cx| {
             if let Some(Poll::Ready(report)) = procedure.as_mut().map(|p| p.as_mut().poll(cx)) {
                 return Poll::Ready(Event::Ended(report));
+            }
+            if let Some(Poll::Ready(())) = second.as_mut().map(|s| s.as_mut().poll(cx)) {
+                return Poll::Ready(Event::Forced);
             }
             if !drain_seen && draining.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Draining);
@@ -106,6 +116,9 @@ where
             }
             Event::Signal => {
                 signal = None;
+                signalled = Some((drain.snapshot(), Instant::now()));
+                // Installed now, so that only a signal after the first one counts.
+                second = force.take().map(|make| make());
                 if !unready_for.is_zero() {
                     trace::info!(
                         connections = connections.len(),
@@ -131,6 +144,11 @@ where
                 }
             }
             Event::Ended(report) => break report,
+            Event::Forced => {
+                let (before, at) = signalled.take().expect("a second signal follows a first");
+                trace::warning!("second signal: the drain ends now");
+                break ShutdownReport::of_forced(&drain, &before, at.elapsed());
+            }
         }
     };
 
@@ -138,7 +156,12 @@ where
     // until the end of the run's grace period (and no longer than `close_within` past it).
     drop(listener);
     stage.send_replace(Stage::Closing);
-    let deadline = report.closing_deadline(settings.close_within);
+    // Forced: cut at once.
+    let deadline = if report.forced() {
+        Some(Instant::now())
+    } else {
+        report.closing_deadline(settings.close_within)
+    };
     let closed = async { while connections.join_next().await.is_some() {} };
     let all_closed = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, closed).await.is_ok(),
@@ -171,6 +194,7 @@ enum Event<I, A> {
     Signal,
     Draining,
     Ended(ShutdownReport),
+    Forced,
 }
 
 /// Whether an accept error concerns one connection only, which failed before it was accepted:

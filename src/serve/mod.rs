@@ -103,6 +103,7 @@ pub struct Serve<L, S> {
     service: S,
     shutdown: Shutdown,
     signal: Option<accept::Signal>,
+    force: Option<accept::MakeSignal>,
     settings: Settings,
 }
 
@@ -141,6 +142,7 @@ where
         service,
         shutdown,
         signal: None,
+        force: None,
         settings: Settings::default(),
     }
 }
@@ -196,6 +198,40 @@ impl<L, S> Serve<L, S> {
         F: Future<Output = ()> + Send + 'static,
     {
         self.signal = Some(Box::pin(signal));
+        self
+    }
+
+    /// Ends the shutdown at once on a second signal: once the first has come, calls
+    /// `make_signal` and, if what it returns completes before the drain is done, stops
+    /// waiting, cuts every connection and returns a report of what was abandoned
+    /// ([`ShutdownReport::forced`]). What people at a terminal and operators expect of a
+    /// second Ctrl-C or SIGTERM: `.with_forced_shutdown(signal::terminate)`.
+    ///
+    /// `make_signal` is called only after the first signal, so that the first is not taken
+    /// for the second too.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "signal")]
+    /// # async fn run(listener: tokio::net::TcpListener) {
+    /// use tower_drain::signal;
+    /// let drain = tower_drain::Drain::new();
+    /// let report = tower_drain::serve(listener, axum::Router::<()>::new(), drain.shutdown())
+    ///     .with_graceful_shutdown(signal::terminate())
+    ///     .with_forced_shutdown(signal::terminate)
+    ///     .await;
+    /// if report.forced() {
+    ///     eprintln!("forced: {report}");
+    /// }
+    /// # }
+    /// ```
+    pub fn with_forced_shutdown<M, F>(mut self, make_signal: M) -> Self
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.force = Some(Box::new(move || Box::pin(make_signal()) as accept::Signal));
         self
     }
 
@@ -356,6 +392,7 @@ impl<L: fmt::Debug, S> fmt::Debug for Serve<L, S> {
             .field("listener", &self.listener)
             .field("shutdown", &self.shutdown)
             .field("signal", &self.signal.is_some())
+            .field("forced_shutdown", &self.force.is_some())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -380,10 +417,13 @@ where
             service,
             shutdown,
             signal,
+            force,
             settings,
         } = self;
         ServeFuture {
-            inner: Box::pin(accept::run(listener, service, shutdown, signal, settings)),
+            inner: Box::pin(accept::run(
+                listener, service, shutdown, signal, force, settings,
+            )),
         }
     }
 }

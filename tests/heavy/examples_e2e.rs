@@ -241,6 +241,42 @@ async fn the_readme_example_exits_as_soon_as_its_requests_are_done() {
     );
 }
 
+/// SIGTERM, then a second SIGTERM while a long call is in flight: the process does not wait
+/// out the call, but ends the drain at once and reports what it abandoned.
+#[tokio::test]
+async fn a_second_sigterm_ends_the_drain_at_once_with_a_report_of_what_was_abandoned() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut server = Running::start(
+        "axum",
+        &[
+            ("UNREADY_MS", "200".to_string()),
+            ("GRACE_MS", "30000".to_string()),
+        ],
+    )
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    tcp.write_all(b"GET /slow/8000 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    server.terminate();
+    server.line("phase: unready").await;
+    server.line("phase: draining").await;
+    let second = Instant::now();
+    server.terminate();
+    let report = server.line("forced after").await;
+    assert!(report.contains("1 abandoned"), "{report}");
+    let status = bounded("the process exits", server.child.wait())
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        second.elapsed()
+    );
+}
+
 /// `examples/tonic.rs` with the stock tonic-health service and tonic's own client: health
 /// says `NOT_SERVING` from `Unready` on, a `Watch` stream ends with a clean `UNAVAILABLE`
 /// when draining begins instead of holding the drain, a call on a new connection during the
