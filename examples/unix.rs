@@ -76,23 +76,32 @@ async fn main() -> io::Result<()> {
     let report = tower_drain::serve(listener, app, shutdown)
         .with_graceful_shutdown(stop)
         .await;
-    // The listener is closed: the file would only make the next `bind` fail.
-    std::fs::remove_file(&path)?;
     println!("{report}");
-    Ok(())
+    // The listener is closed: the file would only make the next `bind` fail.
+    std::fs::remove_file(&path)
 }
 
-/// Removes the socket file a server left at `path` when it died, so that `bind` can succeed;
-/// fails if a server still answers there.
+/// Removes the socket file a server left at `path` when it died, so that `bind` can succeed.
+/// Fails if a server still answers there, or if `path` is not a socket.
 fn remove_stale(path: &FsPath) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+
+    match std::fs::symlink_metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+        Ok(metadata) if !metadata.file_type().is_socket() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is not a socket", path.display()),
+            ));
+        }
+        Ok(_) => {}
+    }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!("a server is listening on {}", path.display()),
         ));
     }
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-        _ => Ok(()),
-    }
+    std::fs::remove_file(path)
 }
