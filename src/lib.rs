@@ -69,7 +69,7 @@ pub use crate::record::AbandonedRequest;
 pub use crate::run_server::{Closing, RunServer};
 #[cfg(all(feature = "serve", not(loom)))]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
-pub use crate::serve::{serve, Handshake, HttpService, Listener, ListenerExt, Serve, ServeFuture};
+pub use crate::serve::{serve, Handshake, HttpResponse, Listener, ListenerExt, Serve, ServeFuture};
 pub use crate::service::DrainService;
 pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};
 pub use crate::snapshot::{Phase, Snapshot};

@@ -376,7 +376,9 @@ pub struct ShutdownReport {
     pub abandoned: Vec<AbandonedRequest>,
     /// Connections that `serve` cut when it closed: still writing a response at the end of
     /// the grace period (a client that stopped reading), or upgraded (a WebSocket) and not
-    /// closed by then. Zero for a shutdown run without `serve`.
+    /// closed by then. Zero for a shutdown run without `serve`. A cut connection's I/O fails
+    /// from then on; an upgraded one closes when the task that owns it next reads or writes
+    /// it, or drops it (a task that never touches it keeps it open until the runtime ends).
     pub connections_cut: usize,
     timed_out: bool,
     resumed: bool,

@@ -273,3 +273,38 @@ async fn a_second_signal_ends_the_drain_at_once_with_what_was_abandoned() {
     assert!(report.to_string().starts_with("forced after "), "{report}");
     assert!(report.to_string().contains("1 abandoned"), "{report}");
 }
+
+/// A listener whose every accept fails with an error of one connection's own.
+struct AbortedForever;
+
+impl Listener for AbortedForever {
+    type Io = TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    fn poll_accept(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, Self::Addr)>> {
+        Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()))
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(([127, 0, 0, 1], 0).into())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn endless_per_connection_accept_errors_never_hold_the_thread() {
+    // Found by an outside review: on a current-thread runtime the loop spun without yielding,
+    // so the signal's task never ran and `serve` never returned.
+    let drain = Drain::new();
+    let app = Router::new().layer(drain.http_layer());
+    let (stop, signal) = stop_signal();
+    let server = tokio::spawn(
+        tower_drain::serve(AbortedForever, app, drain.shutdown())
+            .with_graceful_shutdown(signal)
+            .into_future(),
+    );
+    tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        stop.send(()).unwrap();
+    });
+    bounded("serve returns", server).await.unwrap();
+}

@@ -109,7 +109,11 @@ where
                 ));
             }
             Event::Accepted(Err(error)) => {
-                if !concerns_one_connection(&error) {
+                if concerns_one_connection(&error) {
+                    // Free, but let the other tasks run: a listener that reports such errors
+                    // without end must not hold the thread.
+                    tokio::task::yield_now().await;
+                } else {
                     trace::warning!("accept failed, retrying in 100 ms: {error}");
                     retry = Some(Box::pin(tokio::time::sleep(ACCEPT_RETRY)));
                 }

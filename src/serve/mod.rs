@@ -60,9 +60,12 @@ use crate::BoxError;
 ///    single-frame body to a slow client, say) may finish until the grace period's end; then
 ///    the connections left are cut, at most [`close_within`](Self::close_within) later.
 ///
-/// So the future completes within `unready_for + grace + close_within` of the signal, whatever
-/// the requests do, with the [`ShutdownReport`]; with no `grace`, when every connection has
-/// closed. (If the pool's shutdown was already running, started elsewhere, `serve` joins it,
+/// So, with a `grace` period, the future completes within `unready_for + grace + close_within`
+/// of the signal, whatever the clients do, with the [`ShutdownReport`]. With no `grace` there
+/// is no such bound: it completes when every connection has closed, and a client that stops
+/// reading keeps it waiting (a request head that never ends is closed at the
+/// [`header_read_timeout`](Self::header_read_timeout)); set a grace period for a server on
+/// the internet. (If the pool's shutdown was already running, started elsewhere, `serve` joins it,
 /// and that run's grace period is the one it closes by.) It never fails: an error while
 /// accepting is logged and accepting goes on (after 100 ms when it is not one connection's
 /// own, such as running out of file descriptors), and without a signal it serves until it is
@@ -132,10 +135,11 @@ pub struct Serve<L, S> {
 /// # }
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
-pub fn serve<L, S, B>(listener: L, service: S, shutdown: Shutdown) -> Serve<L, S>
+pub fn serve<L, S>(listener: L, service: S, shutdown: Shutdown) -> Serve<L, S>
 where
     L: Listener,
-    S: HttpService<B>,
+    S: Service<Request<Incoming>>,
+    S::Response: HttpResponse,
 {
     Serve {
         listener,
@@ -147,35 +151,40 @@ where
     }
 }
 
-/// What [`serve`] can serve: a per-request HTTP service, cloned for each connection.
+/// What the service given to [`serve`] must answer with: an [`http::Response`]. It exists
+/// for its error message, which names the fix when a make-service is passed instead.
 ///
-/// Implemented for every `Service<Request<Incoming>>` that is `Clone + Send + 'static`, whose
-/// errors convert into [`BoxError`] and whose body is a `Send` [`http_body::Body`]: an axum
-/// `Router`, tonic `Routes`, a `tower::ServiceBuilder` stack. It exists for its error message.
+/// # Examples
+///
+/// A make-service is refused, with a message that says to pass the router itself:
+///
+/// ```compile_fail
+/// # async fn run(listener: tokio::net::TcpListener) {
+/// let drain = tower_drain::Drain::new();
+/// let app = axum::Router::new().layer(drain.http_layer());
+/// let report = tower_drain::serve(listener, app.into_make_service(), drain.shutdown()).await;
+/// # }
+/// ```
+///
+/// The router itself is served, and its handlers get `ConnectInfo` (feature `axum`):
+///
+/// ```no_run
+/// # async fn run(listener: tokio::net::TcpListener) {
+/// let drain = tower_drain::Drain::new();
+/// let app = axum::Router::new().layer(drain.http_layer());
+/// let report = tower_drain::serve(listener, app, drain.shutdown()).await;
+/// # }
+/// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an HTTP service that `serve` can run",
-    label = "expected a `Service<Request<Incoming>>` here, such as an axum `Router`",
+    message = "`serve` was given a service that answers with `{Self}`, not an HTTP response",
+    label = "not an `http::Response`",
     note = "pass the router or service itself, not a make-service: `serve` needs no \
             `into_make_service()`, and it puts the peer address on every request as axum's \
-            `ConnectInfo` (feature `axum`) and tonic's `TcpConnectInfo` (feature `tonic`)",
-    note = "the service must be `Clone + Send + 'static`, its error `Into<BoxError>`, and its \
-            response body a `Send` `http_body::Body`"
+            `ConnectInfo` (feature `axum`) and tonic's `TcpConnectInfo` (feature `tonic`)"
 )]
-pub trait HttpService<B>:
-    Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static
-{
-}
+pub trait HttpResponse {}
 
-impl<S, B> HttpService<B> for S
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-}
+impl<B> HttpResponse for Response<B> {}
 
 impl<L, S> Serve<L, S> {
     /// Runs the shutdown when `signal` completes: [`signal::terminate`](crate::signal) for
