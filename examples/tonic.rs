@@ -1,11 +1,16 @@
 //! A gRPC server (tonic, with the standard health service) that drains gracefully on Ctrl-C
-//! or SIGTERM: `cargo run --example tonic --features signal`.
+//! or SIGTERM:
+//! `cargo run -p tower-drain-integration --example tonic --features serve,signal,tonic`.
 //!
 //! Health follows the pool: `NOT_SERVING` from `Unready` on, so clients and load balancers
 //! that watch it move away while every call is still served. Once draining, a call on any
 //! connection, a new one too, gets `UNAVAILABLE` (a trailers-only response), HTTP/2 clients
 //! are told to go away, and a health `Watch` stream ends with `UNAVAILABLE` instead of
 //! holding the drain. It exits within `UNREADY_MS + GRACE_MS` and one second.
+//!
+//! As under tonic's own `Server`, a call's `grpc-timeout` is honoured (a response not begun by
+//! then is a trailers-only `DEADLINE_EXCEEDED`) and a handler's `request.remote_addr()` is the
+//! client's address.
 //!
 //! Settings: `PORT` (50051; 0 picks a free one), `UNREADY_MS` (5000), `GRACE_MS` (30000).
 
@@ -65,6 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = drain.shutdown().unready_for(unready).grace(grace);
     let report = tower_drain::serve(listener, app, shutdown)
         .with_graceful_shutdown(stop)
+        // A second Ctrl-C or SIGTERM ends the drain at once.
+        .with_forced_shutdown(signal::terminate)
         .await;
     println!("{report}");
     Ok(())

@@ -15,7 +15,9 @@
 //! `UNREADY_MS` (1000), `GRACE_MS` (10000), `TOWER_DRAIN=off` for the control (the same
 //! handover, then axum's own graceful shutdown, no drain layer), and `UPGRADE_FAIL_FILE`: a
 //! process started by an upgrade exits before it is ready while that file exists (to show a
-//! failed upgrade), `PIDFILE`: where to write the id of the process serving (for systemd).
+//! failed upgrade), `UPGRADE_DELAY_MS`: a process started by an upgrade waits that long
+//! before it is ready (a slow start), `PIDFILE`: where to write the id of the process serving
+//! (for systemd).
 
 #[path = "support/fleet_routes.rs"]
 mod fleet_routes;
@@ -50,19 +52,28 @@ async fn main() -> std::io::Result<()> {
                 std::process::exit(1);
             }
         }
+        println!("[{pid}] starting as an upgrade");
+        tokio::time::sleep(Duration::from_millis(setting("UPGRADE_DELAY_MS", 0))).await;
     }
     // Caught from here on: a SIGTERM the moment the server is up drains it too.
     let terminated = signal::terminate();
     let listener = upgrade.listen(([127, 0, 0, 1], port).into())?;
     let inherited = upgrade.is_upgrade();
-    let handed_over = upgrade.ready()?;
+    let handed_over = match upgrade.ready() {
+        Ok(handed_over) => handed_over,
+        Err(error) => {
+            println!("[{pid}] not ready: {error}");
+            return Err(error);
+        }
+    };
     println!(
         "[{pid}] listening on http://{} (inherited: {}, tower-drain {})",
         listener.local_addr()?,
         inherited,
         if drain_on { "on" } else { "off" }
     );
-    // Replaced by a new process (SIGHUP), or stopped (SIGTERM, Ctrl-C).
+    // Replaced by a new process (SIGHUP), or stopped (SIGTERM, Ctrl-C). Stopped first, the
+    // `select!` drops `handed_over`, which cancels an upgrade under way: no successor stays.
     let stop = async move {
         tokio::select! {
             handed = handed_over => match handed {

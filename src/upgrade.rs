@@ -67,6 +67,8 @@ use crate::trace;
 /// ```
 pub struct Upgrade {
     builder: TokioEcdysisBuilder,
+    // Written by `ready` itself, not by ecdysis: ecdysis panics when it cannot write it.
+    pid_file: Option<std::path::PathBuf>,
 }
 
 impl Upgrade {
@@ -80,6 +82,7 @@ impl Upgrade {
     pub fn new() -> io::Result<Self> {
         Ok(Self {
             builder: TokioEcdysisBuilder::new(SignalKind::hangup())?,
+            pid_file: None,
         })
     }
 
@@ -97,7 +100,7 @@ impl Upgrade {
     /// # }
     /// ```
     pub fn pid_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
-        self.builder.set_pid_file(path);
+        self.pid_file = Some(path.as_ref().to_owned());
         self
     }
 
@@ -133,14 +136,25 @@ impl Upgrade {
     ///
     /// # Errors
     ///
-    /// If the previous process cannot be told.
+    /// If the pid file cannot be written (its directory is missing, say), before anything
+    /// else: the previous process, if any, is not told, and goes on serving when this one
+    /// exits. Or if the previous process cannot be told.
     pub fn ready(self) -> io::Result<HandedOver> {
+        if let Some(path) = &self.pid_file {
+            write_pid_file(path).map_err(|error| {
+                io::Error::new(
+                    error.kind(),
+                    format!("cannot write the pid file {}: {error}", path.display()),
+                )
+            })?;
+        }
         let (_ecdysis, upgraded) = self.builder.ready()?;
         trace::info!(
             pid = std::process::id(),
             "ready: serving, upgradable on SIGHUP"
         );
         Ok(HandedOver {
+            done: false,
             inner: Box::pin(async move {
                 // Ecdysis keeps its inherited sockets alive while this lives.
                 let _ecdysis = _ecdysis;
@@ -169,6 +183,12 @@ impl fmt::Debug for Upgrade {
 /// [`Upgrade::ready`]. An error means the upgrade machinery itself failed (an upgrade that
 /// merely failed to start is retried on the next `SIGHUP`, and this keeps waiting).
 ///
+/// Dropping it before it completes cancels an upgrade under way: the process stops instead
+/// of handing over (a SIGTERM that wins a `select!` against it), so a successor started by a
+/// `SIGHUP` and not yet handed over is sent `SIGTERM` (it drains and exits, or dies if it
+/// has not caught signals yet), and no successor keeps serving after this process exits.
+/// (Linux: the successors are found in `/proc`.)
+///
 /// # Examples
 ///
 /// ```no_run
@@ -183,14 +203,92 @@ impl fmt::Debug for Upgrade {
 #[must_use = "futures do nothing unless polled"]
 pub struct HandedOver {
     inner: Pin<Box<dyn Future<Output = io::Result<()>> + Send>>,
+    done: bool,
 }
 
 impl Future for HandedOver {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.as_mut().poll(cx)
+        let result = std::task::ready!(self.inner.as_mut().poll(cx));
+        self.done = true;
+        Poll::Ready(result)
     }
+}
+
+impl Drop for HandedOver {
+    fn drop(&mut self) {
+        if !self.done {
+            let stopped = stop_successors();
+            if stopped > 0 {
+                trace::info!(
+                    successors = stopped,
+                    "stopping, not handing over: the upgrade under way is cancelled"
+                );
+            }
+        }
+    }
+}
+
+/// Sends `SIGTERM` to the processes this one started for an upgrade that are still running;
+/// returns how many. They are its children whose environment carries ecdysis's upgrade mark.
+#[cfg(target_os = "linux")]
+fn stop_successors() -> usize {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let me = std::process::id().to_string();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    processes
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so the fields
+            // are read after its last `)`.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().nth(1));
+            ppid == Some(Some(me.as_str()))
+        })
+        .filter(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            environ
+                .split(|&byte| byte == 0)
+                .any(|var| var == b"ECDYSIS_RUST_UPGRADE=yes")
+        })
+        .filter(|&pid| kill(Pid::from_raw(pid), Signal::SIGTERM).is_ok())
+        .count()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_successors() -> usize {
+    0
+}
+
+/// Writes this process's id to `path` atomically: a new file in the same directory, moved into
+/// place, so that a reader never sees it half written.
+fn write_pid_file(path: &std::path::Path) -> io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a pid file needs a name"))?;
+    let mut temporary = name.to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = dir.join(temporary);
+    let written = std::fs::File::create(&temporary)
+        .and_then(|mut file| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 impl fmt::Debug for HandedOver {

@@ -29,7 +29,7 @@ fn app(drain: &Drain, release: std::sync::Arc<tokio::sync::Notify>) -> Router {
                 "held"
             }),
         )
-        .route("/never", get(|| std::future::pending::<&'static str>()))
+        .route("/never", get(std::future::pending::<&'static str>))
         .layer(drain.http_layer())
 }
 

@@ -230,7 +230,7 @@ async fn a_connection_cut_with_its_response_unsent_is_counted_in_the_report() {
 async fn a_second_signal_ends_the_drain_at_once_with_what_was_abandoned() {
     let drain = Drain::new();
     let app = Router::new()
-        .route("/never", get(|| std::future::pending::<&'static str>()))
+        .route("/never", get(std::future::pending::<&'static str>))
         .layer(drain.http_layer());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -46,7 +46,10 @@ impl Switches {
     /// `io` with a switch in this set.
     pub(crate) fn wrap<I>(&self, io: I) -> Cuttable<I> {
         let switch = Arc::new(Switch::default());
-        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Amortised: prune when the list has doubled since the last time.
         if live.len() == live.capacity() {
             live.retain(|switch| switch.strong_count() > 0);
