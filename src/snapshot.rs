@@ -5,10 +5,10 @@ use crate::pool::state::{self, Reading};
 /// The pool's counters, read at one moment by [`Drain::snapshot`](crate::Drain::snapshot).
 ///
 /// Every snapshot is consistent: `started == completed + cancelled + in_flight` always holds,
-/// and `completed`, `cancelled` and `rejected` never decrease from one snapshot to the next.
-/// One transient is visible: an entry refused while draining is counted in `started` and
-/// `in_flight` for the instant between its check and its undo, as it really is in the pool for
-/// that instant, and moves to `rejected` after.
+/// and `started`, `completed`, `cancelled` and `rejected` never decrease from one snapshot to
+/// the next. An entry refused while draining is counted in `rejected` only: admission is one
+/// compare-and-swap, so a refused entry never appears in `started` or `in_flight`, not even
+/// for an instant.
 ///
 /// # Examples
 ///

@@ -2,8 +2,9 @@
 //!
 //! Each waiter re-checks durable state after enabling its `Notified`, so a wake-up can never
 //! fall between the check and the wait (tokio's `Notified::enable` pattern). Empty waiters
-//! compare attempt counts instead of trusting the wake-up itself: an exit that emptied the pool
-//! *before* a waiter registered may notify after it, and must not complete it.
+//! compare the pool's entry clock (how many entries it has admitted) instead of trusting the
+//! wake-up itself: an exit that emptied the pool *before* a waiter registered may notify after
+//! it, and must not complete it.
 
 use std::fmt;
 use std::future::Future;
