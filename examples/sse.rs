@@ -2,7 +2,7 @@
 //! --features axum,signal`, then `curl -N localhost:3000/events` and press Ctrl-C on the server.
 //!
 //! Without the signal, an open event stream holds the drain until the grace period ends and is
-//! then cut. With `DrainSignal`, the handler sends a last `draining` event, ends the stream,
+//! then cut. With `DrainWatch`, the handler sends a last `draining` event, ends the stream,
 //! and the drain completes at once.
 
 use std::convert::Infallible;
@@ -12,10 +12,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::Router;
 use futures::Stream;
-use tower_drain::{signal, Drain, DrainSignal};
+use tower_drain::{signal, Drain, DrainWatch};
 
 /// A tick every second until draining begins, then a last event.
-async fn events(signal: DrainSignal) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(signal: DrainWatch) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let ticks = tokio::time::interval(Duration::from_secs(1));
     let draining = Box::pin(signal.draining());
     let stream = futures::stream::unfold(Some((ticks, draining, 0u64)), |state| async move {

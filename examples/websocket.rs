@@ -2,7 +2,7 @@
 //! --features axum,signal`.
 //!
 //! A WebSocket outlives its HTTP request: the `101 Switching Protocols` response ends at once,
-//! and the connection lives on in a task. The handler takes a guard from its `DrainSignal` and
+//! and the connection lives on in a task. The handler takes a guard from its `DrainWatch` and
 //! moves it into that task, so the drain waits for the socket; when draining begins, the task
 //! sends a close frame (`1001 Going Away`), the client reconnects elsewhere, and the guard is
 //! dropped with the socket.
@@ -13,9 +13,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use tower_drain::{signal, Drain, DrainSignal};
+use tower_drain::{signal, Drain, DrainWatch};
 
-async fn echo(signal: DrainSignal, upgrade: WebSocketUpgrade) -> Response {
+async fn echo(signal: DrainWatch, upgrade: WebSocketUpgrade) -> Response {
     let guard = signal.guard();
     upgrade.on_upgrade(move |mut socket: WebSocket| async move {
         let draining = signal.draining();

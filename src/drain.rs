@@ -13,7 +13,7 @@ use crate::pool::state::{self, Entry};
 use crate::pool::{Admission, Shared};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{Phase, Snapshot};
-use crate::wait::{Draining, NextEmpty, Until, UntilEmpty};
+use crate::wait::{DrainStarted, NextEmpty, Until, UntilEmpty};
 
 /// A pool of in-flight work that any number of tasks can wait on.
 ///
@@ -582,8 +582,8 @@ impl Drain {
     /// server_stops.await.unwrap();
     /// # }
     /// ```
-    pub fn draining(&self) -> Draining {
-        Draining::new(self.clone())
+    pub fn draining(&self) -> DrainStarted {
+        DrainStarted::new(self.clone())
     }
 
     /// The pool's counters, read at one moment.

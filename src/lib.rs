@@ -58,7 +58,7 @@ pub use crate::future::ResponseFuture;
 pub use crate::guard::{Guard, Tracked};
 #[cfg(feature = "http")]
 pub use crate::http::{
-    DrainBody, DrainSignal, HttpDrainLayer, HttpDrainService, Readiness, RecordRequests,
+    DrainBody, DrainWatch, HttpDrainLayer, HttpDrainService, Readiness, RecordRequests,
     RecordRequestsLayer, RecordedBody, RecordedFuture,
 };
 pub use crate::layer::DrainLayer;
@@ -76,7 +76,7 @@ pub use crate::snapshot::{Phase, Snapshot};
 #[cfg(all(unix, feature = "upgrade", not(loom)))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
 pub use crate::upgrade::{HandedOver, Upgrade};
-pub use crate::wait::{Draining, NextEmpty, Until, UntilEmpty};
+pub use crate::wait::{DrainStarted, NextEmpty, Until, UntilEmpty};
 
 /// The boxed error type of [`DrainService`], as in tower.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -151,5 +151,5 @@ impl Drain {
 /// Records a finished shutdown.
 pub(crate) fn record_shutdown(report: &ShutdownReport) {
     metrics::histogram!("tower_drain_shutdown_duration_seconds").record(report.elapsed);
-    counter!("tower_drain_shutdown_abandoned_total").increment(report.still_in_flight as u64);
+    counter!("tower_drain_shutdown_abandoned_total").increment(report.abandoned);
 }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 ///
 /// ```
 /// # fn show(report: &tower_drain::ShutdownReport) {
-/// for request in &report.abandoned {
+/// for request in &report.abandoned_requests {
 ///     eprintln!("cut: {request}"); // "GET /export, 31.2s old, sending its body"
 /// }
 /// # }

@@ -52,6 +52,7 @@ impl Shutdown {
     /// use std::{net::SocketAddr, time::Duration};
     /// use axum::{extract::ConnectInfo, routing::get, Router};
     ///
+    /// # #[cfg(feature = "http")]
     /// # async fn run() -> std::io::Result<()> {
     /// let drain = tower_drain::Drain::new();
     /// let app = Router::new()

@@ -33,9 +33,13 @@ const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 ///
 /// The result is a [`ShutdownReport`]. Every call of [`Drain::shutdown`] on the same pool,
 /// concurrent or later, shares one run and sees the same report, until
-/// [`Drain::resume`] starts a new cycle. A `resume` ends the run at whatever step it is at,
+/// [`Drain::resume`] starts a new cycle: the first call's `unready_for` and `grace` decide the
+/// run, and a later call's are not used (it joins the run, so that a signal handler, an admin
+/// endpoint and `serve` may all shut the pool down without racing; a server that joins
+/// closes by the run's own grace period). A `resume` ends the run at whatever step it is at,
 /// with a report whose [`resumed`](ShutdownReport::resumed) is `true`; resumed while unready,
-/// the pool never begins draining.
+/// the pool never begins draining. Under `serve` or [`run_server`](Self::run_server), whose
+/// signal has then been spent, a resumed run ends the server too.
 ///
 /// Await a shutdown from outside the work it waits for: a shutdown with no `grace`, awaited
 /// from inside a request that the same pool counts, waits for itself forever.
@@ -70,7 +74,7 @@ const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 ///     .grace(Duration::from_secs(30))
 ///     .await;
 /// assert!(report.timed_out());
-/// assert_eq!(report.still_in_flight, 1);
+/// assert_eq!(report.abandoned, 1);
 /// assert_eq!(report.elapsed, Duration::from_secs(35));
 /// # drop(stuck);
 /// # }
@@ -155,7 +159,7 @@ impl Shutdown {
     }
 
     async fn run(self) -> ShutdownReport {
-        let cell = self.drain.shared().shutdown_cell();
+        let cell = (self.drain.shared()).cycle_slot(tokio::sync::OnceCell::<ShutdownReport>::new);
         cell.get_or_init(|| self.procedure()).await.clone()
     }
 
@@ -232,10 +236,10 @@ impl Shutdown {
         let report = ShutdownReport {
             completed: after.completed - before.completed,
             cancelled: after.cancelled - before.cancelled,
-            still_in_flight: if timed_out { after.in_flight } else { 0 },
+            abandoned: if timed_out { after.in_flight as u64 } else { 0 },
             rejected: after.rejected - before.rejected,
             elapsed: start.elapsed(),
-            abandoned: if timed_out {
+            abandoned_requests: if timed_out {
                 shared.record.in_flight()
             } else {
                 Vec::new()
@@ -254,9 +258,9 @@ impl Shutdown {
                 shared
                     .abandoned
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                trace::warning!(abandoned = report.still_in_flight, "{report}");
+                trace::warning!(abandoned = report.abandoned, "{report}");
                 #[cfg(feature = "tracing")]
-                for request in &report.abandoned {
+                for request in &report.abandoned_requests {
                     trace::warning!("abandoned: {request}");
                 }
             }
@@ -364,8 +368,10 @@ pub struct ShutdownReport {
     /// Requests whose client went away (or whose response was dropped) before their end,
     /// during the shutdown: an SSE client that disconnects while the pool drains, say.
     pub cancelled: u64,
-    /// Requests still in flight at the deadline, abandoned.
-    pub still_in_flight: usize,
+    /// Requests still in flight at the deadline, abandoned (each one, with a
+    /// [`RecordRequestsLayer`](crate::RecordRequestsLayer), in
+    /// [`abandoned_requests`](Self::abandoned_requests)).
+    pub abandoned: u64,
     /// Requests refused during the shutdown.
     pub rejected: u64,
     /// How long the shutdown took, the unready period included.
@@ -373,13 +379,13 @@ pub struct ShutdownReport {
     /// Each request abandoned at the deadline, oldest first, for requests that passed a
     /// [`RecordRequestsLayer`](crate::RecordRequestsLayer); empty without one, or when the
     /// pool drained in time.
-    pub abandoned: Vec<AbandonedRequest>,
+    pub abandoned_requests: Vec<AbandonedRequest>,
     /// Connections that `serve` cut when it closed: still writing a response at the end of
     /// the grace period (a client that stopped reading), or upgraded (a WebSocket) and not
     /// closed by then. Zero for a shutdown run without `serve`. A cut connection's I/O fails
     /// from then on; an upgraded one closes when the task that owns it next reads or writes
     /// it, or drops it (a task that never touches it keeps it open until the runtime ends).
-    pub connections_cut: usize,
+    pub connections_cut: u64,
     timed_out: bool,
     resumed: bool,
     forced: bool,
@@ -486,17 +492,17 @@ impl ShutdownReport {
         let report = ShutdownReport {
             completed: after.completed - before.completed,
             cancelled: after.cancelled - before.cancelled,
-            still_in_flight: after.in_flight,
+            abandoned: after.in_flight as u64,
             rejected: after.rejected - before.rejected,
             elapsed,
-            abandoned: drain.shared().record.in_flight(),
+            abandoned_requests: drain.shared().record.in_flight(),
             connections_cut: 0,
             timed_out: after.in_flight > 0,
             resumed: false,
             forced: true,
             grace_ends: Some(Some(Instant::now())),
         };
-        trace::warning!(abandoned = report.still_in_flight, "{report}");
+        trace::warning!(abandoned = report.abandoned, "{report}");
         report
     }
 
@@ -507,9 +513,9 @@ impl ShutdownReport {
                 f,
                 "forced after {seconds:.3}s by a second signal: {} completed, {} cancelled, \
                  {} rejected, {} abandoned",
-                self.completed, self.cancelled, self.rejected, self.still_in_flight
+                self.completed, self.cancelled, self.rejected, self.abandoned
             )?;
-            return match self.abandoned.first() {
+            return match self.abandoned_requests.first() {
                 Some(oldest) => write!(f, " (oldest: {oldest})"),
                 None => Ok(()),
             };
@@ -525,9 +531,9 @@ impl ShutdownReport {
                 f,
                 "grace period over after {seconds:.3}s: {} completed, {} cancelled, {} rejected, \
                  {} abandoned",
-                self.completed, self.cancelled, self.rejected, self.still_in_flight
+                self.completed, self.cancelled, self.rejected, self.abandoned
             )?;
-            match self.abandoned.first() {
+            match self.abandoned_requests.first() {
                 Some(oldest) => write!(f, " (oldest: {oldest})"),
                 None => Ok(()),
             }

@@ -1,6 +1,9 @@
 //! Shutdown signals (feature `signal`).
 
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Resolves when the process is asked to stop: Ctrl-C, or SIGTERM on Unix (what Kubernetes,
 /// systemd and `docker stop` send); Ctrl-C or Ctrl-Close on Windows.
@@ -29,18 +32,45 @@ use std::future::Future;
 /// println!("{report}");
 /// # }
 /// ```
-pub fn terminate() -> impl Future<Output = ()> + Send + 'static {
+pub fn terminate() -> Terminate {
     // Installed now if there is a runtime to install them with (tokio's handlers need its
     // signal driver); otherwise at the first poll, which needs one.
-    let installed = tokio::runtime::Handle::try_current()
+    let handlers = tokio::runtime::Handle::try_current()
         .is_ok()
         .then(Handlers::install);
-    async move {
-        let mut handlers = match installed {
-            Some(handlers) => handlers,
-            None => Handlers::install(),
-        };
-        handlers.recv().await;
+    Terminate { handlers }
+}
+
+/// The future of [`terminate`]: completes on the first Ctrl-C or SIGTERM after the call.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() {
+/// let stop: tower_drain::signal::Terminate = tower_drain::signal::terminate();
+/// stop.await;
+/// # }
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Terminate {
+    handlers: Option<Handlers>,
+}
+
+impl Future for Terminate {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.handlers
+            .get_or_insert_with(Handlers::install)
+            .poll_recv(cx)
+    }
+}
+
+impl fmt::Debug for Terminate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Terminate")
+            .field("installed", &self.handlers.is_some())
+            .finish()
     }
 }
 
@@ -80,9 +110,9 @@ impl Handlers {
         }
     }
 
-    /// Resolves on the first signal any handler sees; never, if none was installed.
-    async fn recv(&mut self) {
-        std::future::poll_fn(|cx| {
+    /// Ready on the first signal any handler sees; never, if none was installed.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        {
             #[cfg(unix)]
             let seen = poll_some(
                 &mut self.interrupt,
@@ -109,12 +139,11 @@ impl Handlers {
                 false
             };
             if seen {
-                std::task::Poll::Ready(())
+                Poll::Ready(())
             } else {
-                std::task::Poll::Pending
+                Poll::Pending
             }
-        })
-        .await
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The pool's waiters: `UntilEmpty`, `NextEmpty`, `Until` and `Draining`.
+//! The pool's waiters: `UntilEmpty`, `NextEmpty`, `Until` and `DrainStarted`.
 //!
 //! Each waiter re-checks durable state after enabling its `Notified`, so a wake-up can never
 //! fall between the check and the wait (tokio's `Notified::enable` pattern). Empty waiters
@@ -290,7 +290,7 @@ pin_project! {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let drain = tower_drain::Drain::new();
-    /// let signal: tower_drain::Draining = drain.draining();
+    /// let signal: tower_drain::DrainStarted = drain.draining();
     /// drain.start_draining();
     /// signal.await;
     /// # }
@@ -300,14 +300,14 @@ pin_project! {
     /// [`Drain::resume`]: crate::Drain::resume
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
-    pub struct Draining {
+    pub struct DrainStarted {
         drain: Drain,
         #[pin]
         notified: Notified<'static>,
     }
 }
 
-impl Draining {
+impl DrainStarted {
     pub(crate) fn new(drain: Drain) -> Self {
         // Made now, so a `start_draining` between now and the first poll completes it.
         let notified = drain.shared().draining.notified();
@@ -315,7 +315,7 @@ impl Draining {
     }
 }
 
-impl Future for Draining {
+impl Future for DrainStarted {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

@@ -44,15 +44,15 @@ async fn a_cut_short_shutdown_names_each_abandoned_request() {
     let shutdown = drain.shutdown().grace(Duration::from_millis(300));
     let report = bounded("the shutdown", shutdown.into_future()).await;
     assert!(report.timed_out());
-    assert_eq!(report.still_in_flight, 2);
+    assert_eq!(report.abandoned, 2);
     let cut: Vec<_> = report
-        .abandoned
+        .abandoned_requests
         .iter()
         .map(|r| (r.method.as_str(), r.path.as_str(), r.in_body))
         .collect();
     assert_eq!(cut, [("GET", "/stuck", false), ("GET", "/huge", true)]);
-    assert!(report.abandoned[0].age >= report.abandoned[1].age);
-    assert!(report.abandoned[1].age >= Duration::from_millis(300));
+    assert!(report.abandoned_requests[0].age >= report.abandoned_requests[1].age);
+    assert!(report.abandoned_requests[1].age >= Duration::from_millis(300));
     let text = report.to_string();
     assert!(text.contains("(oldest: GET /stuck, "), "{text}");
     assert!(text.ends_with("before its response)"), "{text}");
@@ -66,14 +66,14 @@ async fn without_the_layer_or_when_drained_in_time_nothing_is_listed() {
     let report = drain.shutdown().grace(Duration::ZERO).await;
     assert!(report.timed_out());
     assert!(
-        report.abandoned.is_empty(),
+        report.abandoned_requests.is_empty(),
         "no RecordRequestsLayer: a count only"
     );
     drop(guard);
 
     let drain = Drain::new();
     let report = drain.shutdown().await;
-    assert!(report.abandoned.is_empty());
+    assert!(report.abandoned_requests.is_empty());
 }
 
 /// An exempt request is not the drain's: a stuck one is neither counted nor named, even with
@@ -119,8 +119,12 @@ async fn exempt_requests_are_never_named_in_the_report() {
     let shutdown = drain.shutdown().grace(Duration::from_millis(200));
     let report = bounded("the shutdown", shutdown.into_future()).await;
     assert!(report.timed_out());
-    assert_eq!(report.still_in_flight, 1);
-    let cut: Vec<_> = report.abandoned.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(report.abandoned, 1);
+    let cut: Vec<_> = report
+        .abandoned_requests
+        .iter()
+        .map(|r| r.path.as_str())
+        .collect();
     assert_eq!(cut, ["/work"], "{report}");
     for client in clients {
         client.abort();

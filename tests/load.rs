@@ -280,7 +280,7 @@ async fn load_while_draining(total: u64) {
     assert_eq!(snapshot.cancelled, 0, "no accepted request was cut off");
     assert_eq!(snapshot.in_flight, 0);
     let reported: u64 = reports.iter().map(|r| r.rejected).sum();
-    assert!(reported <= refused && reports.iter().all(|r| r.still_in_flight == 0));
+    assert!(reported <= refused && reports.iter().all(|r| r.abandoned == 0));
     assert!(refused >= 20 * CYCLES, "every cycle refused requests");
 }
 

@@ -267,7 +267,7 @@ async fn a_second_signal_ends_the_drain_at_once_with_what_was_abandoned() {
     let report = bounded("serve returns", server).await.unwrap();
     assert!(start.elapsed() < Duration::from_secs(1));
     assert!(report.forced());
-    assert_eq!(report.still_in_flight, 1);
+    assert_eq!(report.abandoned, 1);
     assert_eq!(report.connections_cut, 1);
     assert!(drain.is_draining(), "a forced shutdown refuses new work");
     assert!(report.to_string().starts_with("forced after "), "{report}");

@@ -59,7 +59,7 @@ async fn requests_are_served_while_unready_and_refused_once_draining() {
     assert!(!report.timed_out());
     assert_eq!(report.completed, 2);
     assert_eq!(report.rejected, 1);
-    assert_eq!(report.still_in_flight, 0);
+    assert_eq!(report.abandoned, 0);
     assert_eq!(report.elapsed, UNREADY);
     assert_eq!(drain.phase(), Phase::Drained);
 }
@@ -83,7 +83,7 @@ async fn the_deadline_yields_a_report_of_what_was_abandoned() {
     drop(finishing);
     let report = shutdown.await.unwrap();
     assert!(report.timed_out());
-    assert_eq!(report.still_in_flight, 3);
+    assert_eq!(report.abandoned, 3);
     assert_eq!(report.completed, 1);
     assert_eq!(report.elapsed, UNREADY + GRACE);
     assert_eq!(
@@ -245,7 +245,7 @@ async fn absurd_durations_are_well_defined() {
     let guard = drain.guard();
     let report = drain.shutdown().grace(Duration::ZERO).await;
     assert!(report.timed_out());
-    assert_eq!(report.still_in_flight, 1);
+    assert_eq!(report.abandoned, 1);
     drop(guard);
 
     // `Duration::MAX` is no limit, not an overflow.

@@ -162,7 +162,7 @@ async fn a_shutdown_of_the_parent_waits_for_work_in_children() {
     tx.send(()).unwrap();
     work.await.unwrap();
     let report = bounded("the shutdown", shutdown).await.unwrap();
-    assert_eq!((report.completed, report.still_in_flight), (1, 0));
+    assert_eq!((report.completed, report.abandoned), (1, 0));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::guard::{CancelOnDrop, Guard};
-use crate::wait::Draining;
+use crate::wait::DrainStarted;
 
 pin_project! {
     /// A response body that keeps its request counted in the pool until it ends.
@@ -109,7 +109,7 @@ pin_project! {
         #[pin]
         body: B,
         #[pin]
-        draining: Draining,
+        draining: DrainStarted,
     }
 }
 
@@ -169,7 +169,7 @@ impl<B: Body> DrainBody<B> {
     /// Makes a counted body end early when draining begins, still counted until it ends.
     /// Only for a body made by `counted` and not yet polled.
     #[inline]
-    pub(crate) fn end_when_draining(&mut self, draining: Draining, grpc: bool) {
+    pub(crate) fn end_when_draining(&mut self, draining: DrainStarted, grpc: bool) {
         // Not pinned yet: the body is still the caller's to move.
         self.kind = match std::mem::replace(&mut self.kind, Kind::Ended) {
             Kind::Inner { body } => Kind::ending(body, draining, grpc),
@@ -181,7 +181,7 @@ impl<B: Body> DrainBody<B> {
 impl<B> Kind<B> {
     /// A body that ends when draining begins, boxed with its signal.
     #[cold]
-    fn ending(body: B, draining: Draining, grpc: bool) -> Self {
+    fn ending(body: B, draining: DrainStarted, grpc: bool) -> Self {
         let ending = Box::pin(Ending { body, draining });
         if grpc {
             Kind::EndingGrpc { ending }

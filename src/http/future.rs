@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use super::body::DrainBody;
 use super::reject;
 use crate::guard::{CancelOnDrop, Guard};
-use crate::wait::Draining;
+use crate::wait::DrainStarted;
 
 pin_project! {
     /// The response future of [`HttpDrainService`](crate::HttpDrainService).
@@ -72,13 +72,13 @@ pin_project! {
 /// begins, a gRPC one with `UNAVAILABLE` in its trailers. Boxed, so that only matching
 /// requests pay for it in the response future's size.
 pub(crate) struct EndOnDrain {
-    draining: Draining,
+    draining: DrainStarted,
     grpc: bool,
 }
 
 impl EndOnDrain {
     #[cold]
-    pub(crate) fn new(draining: Draining, grpc: bool) -> Box<Self> {
+    pub(crate) fn new(draining: DrainStarted, grpc: bool) -> Box<Self> {
         Box::new(Self { draining, grpc })
     }
 }

@@ -28,7 +28,7 @@ pub(crate) struct Settings {
     pub(crate) exempt: Option<Arc<RequestTest>>,
     /// Requests whose response bodies end when draining begins.
     pub(crate) end_streams: Option<Arc<RequestTest>>,
-    /// Put a [`DrainSignal`](crate::DrainSignal) in each request's extensions.
+    /// Put a [`DrainWatch`](crate::DrainWatch) in each request's extensions.
     pub(crate) request_signal: bool,
     /// Close HTTP/1.x connections gradually while unready.
     pub(crate) gradual: Option<Arc<Gradual>>,
@@ -203,7 +203,7 @@ impl HttpDrainLayer {
         self
     }
 
-    /// Puts a [`DrainSignal`](crate::DrainSignal) in each request's extensions, so handlers of long-lived
+    /// Puts a [`DrainWatch`](crate::DrainWatch) in each request's extensions, so handlers of long-lived
     /// responses (server-sent events, long polls, gRPC server streams, WebSockets) can end
     /// them when draining begins, and keep work that outlives the response counted. Off by
     /// default.
@@ -215,13 +215,13 @@ impl HttpDrainLayer {
     ///
     /// ```
     /// use axum::{routing::get, Router};
-    /// use tower_drain::{Drain, DrainSignal};
+    /// use tower_drain::{Drain, DrainWatch};
     ///
     /// # #[cfg(feature = "axum")]
     /// # fn main() {
     /// let drain = Drain::new();
     /// let app: Router = Router::new()
-    ///     .route("/poll", get(|signal: DrainSignal| async move {
+    ///     .route("/poll", get(|signal: DrainWatch| async move {
     ///         signal.draining().await;
     ///         "the server is restarting: ask again"
     ///     }))
@@ -257,7 +257,8 @@ impl HttpDrainLayer {
     }
 
     /// [`gradual_close`](Self::gradual_close) with the random source seeded by `seed`, so that
-    /// which responses close is reproducible (in tests).
+    /// which responses close is reproducible: a hook for tests, hidden from the docs and not
+    /// part of the API's promises.
     ///
     /// # Examples
     ///
@@ -265,6 +266,7 @@ impl HttpDrainLayer {
     /// let layer = tower_drain::Drain::new().http_layer().gradual_close_seeded(42);
     /// # drop(layer);
     /// ```
+    #[doc(hidden)]
     pub fn gradual_close_seeded(mut self, seed: u64) -> Self {
         Arc::make_mut(&mut self.settings).gradual = Some(Arc::new(Gradual::new(seed)));
         self

@@ -19,5 +19,5 @@ pub use self::future::ResponseFuture;
 pub use self::layer::HttpDrainLayer;
 pub use self::readiness::Readiness;
 pub use self::record::{RecordRequests, RecordRequestsLayer, RecordedBody, RecordedFuture};
-pub use self::request_signal::DrainSignal;
+pub use self::request_signal::DrainWatch;
 pub use self::service::HttpDrainService;

@@ -1,10 +1,10 @@
-//! `DrainSignal`: what a handler sees of the drain, through its request's extensions.
+//! `DrainWatch`: what a handler sees of the drain, through its request's extensions.
 
 use std::fmt;
 
 use crate::drain::Drain;
 use crate::guard::Guard;
-use crate::wait::Draining;
+use crate::wait::DrainStarted;
 
 /// A handler's view of the pool: when draining begins, and a way to keep work that outlives
 /// the response counted.
@@ -29,14 +29,14 @@ use crate::wait::Draining;
 /// use http_body_util::Full;
 /// use bytes::Bytes;
 /// use tower::{service_fn, Layer, ServiceExt};
-/// use tower_drain::{Drain, DrainSignal};
+/// use tower_drain::{Drain, DrainWatch};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let drain = Drain::new();
 /// let service = drain.http_layer().with_request_signal().layer(service_fn(
 ///     |request: Request<()>| async move {
-///         let signal = request.extensions().get::<DrainSignal>().unwrap().clone();
+///         let signal = request.extensions().get::<DrainWatch>().unwrap().clone();
 ///         // A long poll: answer when there is news, or early when the server drains.
 ///         signal.draining().await;
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("bye"))))
@@ -49,11 +49,11 @@ use crate::wait::Draining;
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct DrainSignal {
+pub struct DrainWatch {
     drain: Drain,
 }
 
-impl DrainSignal {
+impl DrainWatch {
     pub(crate) fn new(drain: Drain) -> Self {
         Self { drain }
     }
@@ -67,14 +67,14 @@ impl DrainSignal {
     /// # Examples
     ///
     /// ```
-    /// # async fn handler(signal: tower_drain::DrainSignal) {
+    /// # async fn handler(signal: tower_drain::DrainWatch) {
     /// tokio::select! {
     ///     () = signal.draining() => { /* send a last event, then end the stream */ }
     ///     () = std::future::pending::<()>() => {}
     /// }
     /// # }
     /// ```
-    pub fn draining(&self) -> Draining {
+    pub fn draining(&self) -> DrainStarted {
         self.drain.draining()
     }
 
@@ -83,7 +83,7 @@ impl DrainSignal {
     /// # Examples
     ///
     /// ```
-    /// # fn handler(signal: tower_drain::DrainSignal) {
+    /// # fn handler(signal: tower_drain::DrainWatch) {
     /// if signal.is_draining() {
     ///     // Answer briefly rather than start something long.
     /// }
@@ -104,7 +104,7 @@ impl DrainSignal {
     /// # Examples
     ///
     /// ```
-    /// # fn handler(signal: tower_drain::DrainSignal) {
+    /// # fn handler(signal: tower_drain::DrainWatch) {
     /// let guard = signal.guard();
     /// tokio::spawn(async move {
     ///     // ... the upgraded connection's work ...
@@ -117,9 +117,9 @@ impl DrainSignal {
     }
 }
 
-impl fmt::Debug for DrainSignal {
+impl fmt::Debug for DrainWatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DrainSignal")
+        f.debug_struct("DrainWatch")
             .field("draining", &self.is_draining())
             .finish()
     }
@@ -131,18 +131,18 @@ mod extract {
     use http::request::Parts;
     use http::StatusCode;
 
-    use super::DrainSignal;
+    use super::DrainWatch;
 
     /// An axum extractor, for handlers behind
     /// [`HttpDrainLayer::with_request_signal`](crate::HttpDrainLayer::with_request_signal).
     /// Without that option the request is answered with `500` and a message naming it.
-    impl<S: Sync> FromRequestParts<S> for DrainSignal {
+    impl<S: Sync> FromRequestParts<S> for DrainWatch {
         type Rejection = (StatusCode, &'static str);
 
         async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-            parts.extensions.get::<DrainSignal>().cloned().ok_or((
+            parts.extensions.get::<DrainWatch>().cloned().ok_or((
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "DrainSignal is missing: layer the routes with \
+                "DrainWatch is missing: layer the routes with \
                  `drain.http_layer().with_request_signal()`",
             ))
         }

@@ -14,8 +14,8 @@ use super::body::DrainBody;
 use super::future::{Close, EndOnDrain, ResponseFuture};
 use super::layer::Settings;
 use super::reject;
-use super::request_signal::DrainSignal;
-use crate::wait::Draining;
+use super::request_signal::DrainWatch;
+use crate::wait::DrainStarted;
 
 /// Counts each HTTP request in a [`Drain`](crate::Drain)'s pool until its response body ends
 /// or is dropped; answers requests that arrive while draining with `503` (gRPC: `UNAVAILABLE`)
@@ -61,7 +61,7 @@ pub struct HttpDrainService<S> {
     /// service is made.
     options: bool,
     /// Made when the inner service is not ready, so that draining wakes the waiting task.
-    draining: Option<Pin<Box<Draining>>>,
+    draining: Option<Pin<Box<DrainStarted>>>,
 }
 
 // By hand: the readiness state belongs to one instance, as in tower's `LoadShed`.
@@ -198,7 +198,7 @@ impl<S> HttpDrainService<S> {
     fn plan(&mut self, parts: &mut http::request::Parts, close: Close) -> Plan {
         let settings = &*self.settings;
         if settings.request_signal {
-            let signal = DrainSignal::new(settings.drain.clone());
+            let signal = DrainWatch::new(settings.drain.clone());
             parts.extensions.insert(signal);
         }
         let exempt = (settings.exempt.as_ref()).is_some_and(|exempt| exempt(parts));

@@ -10,16 +10,15 @@
 //! Notifications and trace events run under the lock; no waker or subscriber of ours calls
 //! back into the pool.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::{state, Shared, WaiterKind};
 use crate::loom::Ordering;
-use crate::shutdown::ShutdownReport;
 use crate::trace;
 
 /// What changes only with the pool's phase or its tree.
@@ -34,9 +33,10 @@ pub(super) struct Control {
     cycle: u64,
     /// When the unready period began and how long it lasts, for gradual closing.
     unready_window: Option<(Instant, Duration)>,
-    /// The shutdown procedure of this cycle, in progress or done, so every `shutdown()` shares
-    /// one outcome.
-    shutdown: Option<Arc<OnceCell<ShutdownReport>>>,
+    /// What the layer above keeps for this cycle (the shutdown's shared outcome), dropped by
+    /// `resume`. The pool only holds it: its type is the shutdown's business, so that the
+    /// pool needs nothing from above it.
+    cycle_slot: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Shared {
@@ -110,10 +110,10 @@ impl Shared {
         let was_unready = self.unready.swap(false, Ordering::AcqRel);
         // Relaxed: a hint for the log line alone.
         self.abandoned.store(false, Ordering::Relaxed);
-        if was_draining || was_unready || control.shutdown.is_some() {
+        if was_draining || was_unready || control.cycle_slot.is_some() {
             // A running shutdown ends; a later one runs the whole procedure afresh.
             control.cycle += 1;
-            control.shutdown = None;
+            control.cycle_slot = None;
             self.resumed.notify_waiters();
         }
         if was_draining && prev & state::CHANGE_WATCHERS != 0 {
@@ -167,12 +167,19 @@ impl Shared {
         self.lock_control().cycle
     }
 
-    /// The shutdown of this cycle, in progress or finished, shared by every caller.
-    pub(crate) fn shutdown_cell(&self) -> Arc<OnceCell<ShutdownReport>> {
-        self.lock_control()
-            .shutdown
-            .get_or_insert_with(Default::default)
-            .clone()
+    /// This cycle's slot, made by `make` if it is empty (or holds another type): whatever a
+    /// layer above keeps for one cycle and shares between its callers, such as the outcome of
+    /// a shutdown. `resume` empties it.
+    pub(crate) fn cycle_slot<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Arc<T> {
+        let mut control = self.lock_control();
+        if let Some(slot) = control.cycle_slot.clone() {
+            if let Ok(slot) = slot.downcast::<T>() {
+                return slot;
+            }
+        }
+        let slot = Arc::new(make());
+        control.cycle_slot = Some(slot.clone());
+        slot
     }
 
     /// How far through its unready period the pool is, from 0 to 1; `None` when it is not

@@ -176,7 +176,7 @@ where
     };
     // What is left is cut: connections still writing at the deadline, and upgraded ones
     // (WebSockets) that hyper handed to the application. An upgraded connection that should
-    // be waited for holds a guard (`DrainSignal::guard`), and so kept the pool from emptying
+    // be waited for holds a guard (`DrainWatch::guard`), and so kept the pool from emptying
     // until the deadline.
     let cut = switches.cut_all();
     if !all_closed {
@@ -189,7 +189,7 @@ where
     if cut > 0 {
         trace::info!(connections = cut, "connections cut");
     }
-    report.connections_cut = cut;
+    report.connections_cut = cut as u64;
     report
 }
 

@@ -299,7 +299,7 @@ async fn a_client_that_never_reads_is_bounded_by_the_grace_deadline() {
     let shutdown = drain.shutdown().grace(Duration::from_millis(300));
     let report = bounded("shutdown", shutdown.into_future()).await;
     assert!(report.timed_out());
-    assert_eq!(report.still_in_flight, 1);
+    assert_eq!(report.abandoned, 1);
     assert_eq!(report.completed, 0);
     assert_eq!(counts(&drain).4, 1);
 

@@ -1,5 +1,5 @@
 //! A gRPC server stream that ends with `UNAVAILABLE` when draining begins, through
-//! `DrainSignal`, on a real tonic 0.14 server with tonic's client. The service implements
+//! `DrainWatch`, on a real tonic 0.14 server with tonic's client. The service implements
 //! tonic-health's generated `Health` trait by hand, so no protoc is needed.
 #![cfg(feature = "http")]
 
@@ -18,7 +18,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-use tower_drain::{Drain, DrainSignal};
+use tower_drain::{Drain, DrainWatch};
 
 use support::bounded;
 
@@ -43,9 +43,9 @@ impl Health for Draining {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let signal = request
             .extensions()
-            .get::<DrainSignal>()
+            .get::<DrainWatch>()
             .cloned()
-            .ok_or_else(|| Status::internal("no DrainSignal: use with_request_signal()"))?;
+            .ok_or_else(|| Status::internal("no DrainWatch: use with_request_signal()"))?;
         let status = |status: ServingStatus| {
             Ok(HealthCheckResponse {
                 status: status.into(),

@@ -1,4 +1,4 @@
-//! Long-lived responses that end themselves when draining begins, through `DrainSignal`, on a
+//! Long-lived responses that end themselves when draining begins, through `DrainWatch`, on a
 //! real axum server: a server-sent-events stream read by a hyper client, and a WebSocket
 //! (axum's `WebSocketUpgrade`, tokio-tungstenite as the client) that outlives its `101`
 //! response and is kept counted by a guard until it closes.
@@ -21,7 +21,7 @@ use futures::{SinkExt, Stream, StreamExt};
 use http_body_util::BodyExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Mutex};
-use tower_drain::{Drain, DrainSignal};
+use tower_drain::{Drain, DrainWatch};
 
 use support::{bounded, get_request, http1_connection};
 
@@ -31,7 +31,7 @@ type Feed = Arc<Mutex<Option<mpsc::Receiver<String>>>>;
 /// The stream: each fed message as an event; when draining begins, a last `draining` event,
 /// then the end of the stream.
 async fn events(
-    signal: DrainSignal,
+    signal: DrainWatch,
     State(feed): State<Feed>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = feed.lock().await.take().expect("one stream per test");
@@ -50,7 +50,7 @@ async fn events(
 
 /// An echo WebSocket: counted by a guard from the upgrade to the close, and closed with
 /// `1001 Going Away` when draining begins.
-async fn websocket(signal: DrainSignal, upgrade: WebSocketUpgrade) -> axum::response::Response {
+async fn websocket(signal: DrainWatch, upgrade: WebSocketUpgrade) -> axum::response::Response {
     let guard = signal.guard();
     upgrade.on_upgrade(move |mut socket: WebSocket| async move {
         let draining = signal.draining();
@@ -171,10 +171,10 @@ async fn a_websocket_is_counted_until_it_closes_and_is_closed_by_the_drain() {
 
 #[tokio::test]
 async fn the_extractor_names_the_missing_option() {
-    // `DrainSignal` in a handler, but the layer without `with_request_signal`.
+    // `DrainWatch` in a handler, but the layer without `with_request_signal`.
     let drain = Drain::new();
     let app = Router::new()
-        .route("/", get(|_: DrainSignal| async { "unreachable" }))
+        .route("/", get(|_: DrainWatch| async { "unreachable" }))
         .layer(drain.http_layer());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
