@@ -620,11 +620,21 @@ impl Default for Drain {
 
 impl fmt::Debug for Drain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One reading, so the two fields describe the same moment.
-        let word = self.shared().state.read().word;
-        f.debug_struct("Drain")
-            .field("in_flight", &state::in_flight(word))
-            .field("draining", &(word & state::DRAINING != 0))
-            .finish()
+        // One load, so the two fields describe the same moment, and no fold: a `{:?}` in a
+        // per-request log line must not stop the per-thread counting. While the pool counts
+        // per thread the word's count is not the total, and `in_flight` is left out (shown as
+        // `..`; `Drain::in_flight` gives it exactly).
+        let word = self.shared().state.load();
+        let mut debug = f.debug_struct("Drain");
+        if word & state::SHARDED == 0 {
+            debug
+                .field("in_flight", &state::in_flight(word))
+                .field("draining", &(word & state::DRAINING != 0))
+                .finish()
+        } else {
+            debug
+                .field("draining", &(word & state::DRAINING != 0))
+                .finish_non_exhaustive()
+        }
     }
 }

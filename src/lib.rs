@@ -20,8 +20,7 @@ mod error;
 mod future;
 mod guard;
 #[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub mod http;
+mod http;
 mod layer;
 mod loom;
 #[cfg(feature = "metrics")]
@@ -58,8 +57,8 @@ pub use crate::future::ResponseFuture;
 pub use crate::guard::{Guard, Tracked};
 #[cfg(feature = "http")]
 pub use crate::http::{
-    DrainBody, DrainWatch, HttpDrainLayer, HttpDrainService, Readiness, RecordRequests,
-    RecordRequestsLayer, RecordedBody, RecordedFuture,
+    DrainBody, DrainWatch, HttpDrainLayer, HttpDrainService, HttpResponseFuture, Readiness,
+    RecordRequests, RecordRequestsLayer, RecordedBody, RecordedFuture,
 };
 pub use crate::layer::DrainLayer;
 #[cfg(feature = "metrics")]

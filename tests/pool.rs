@@ -455,3 +455,17 @@ fn tracked_adds_one_pointer_to_the_future() {
         std::mem::size_of::<usize>()
     );
 }
+
+#[test]
+fn debug_never_folds_the_per_thread_counts() {
+    // A `{:?}` in a per-request log line must not make every request count on one shared
+    // word: while the pool counts per thread, Debug leaves the count out rather than fold.
+    let drain = Drain::new();
+    let guards: Vec<_> = (0..3).map(|_| drain.guard()).collect();
+    assert_eq!(format!("{drain:?}"), "Drain { draining: false, .. }");
+    // Asked twice: had the first folded (and opened the shards again), the second would be
+    // no different; a fold would show the count.
+    assert_eq!(format!("{drain:?}"), "Drain { draining: false, .. }");
+    assert_eq!(drain.in_flight(), 3);
+    drop(guards);
+}

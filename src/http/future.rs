@@ -1,4 +1,4 @@
-//! `ResponseFuture` for HTTP services.
+//! `HttpResponseFuture` for HTTP services.
 
 use std::fmt;
 use std::future::Future;
@@ -26,7 +26,7 @@ pin_project! {
     /// ```
     /// use http::{Request, Response};
     /// use tower::{service_fn, Layer, Service};
-    /// use tower_drain::{http::ResponseFuture, Drain};
+    /// use tower_drain::{Drain, HttpResponseFuture};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -34,14 +34,14 @@ pin_project! {
     /// let mut service = drain.http_layer().layer(service_fn(|_: Request<()>| async {
     ///     Ok::<_, std::convert::Infallible>(Response::new(String::from("hi")))
     /// }));
-    /// let future: ResponseFuture<_> = service.call(Request::new(()));
+    /// let future: HttpResponseFuture<_> = service.call(Request::new(()));
     /// let response = future.await.unwrap();
     /// assert_eq!(drain.in_flight(), 1, "counted until the body ends");
     /// drop(response);
     /// # }
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F> {
+    pub struct HttpResponseFuture<F> {
         #[pin]
         state: State<F>,
     }
@@ -94,7 +94,7 @@ pub(crate) enum Close {
     Always,
 }
 
-impl<F> ResponseFuture<F> {
+impl<F> HttpResponseFuture<F> {
     /// An admitted request (`guard`), or an exempt one (no guard, `Close::Never`), whose
     /// response body ends when draining begins if `ending` is given.
     ///
@@ -128,7 +128,7 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for HttpResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: http_body::Body,
@@ -278,14 +278,14 @@ fn refused_again() -> Response<Bytes> {
     response
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F> fmt::Debug for HttpResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Called { guard, .. } if guard.get().is_some() => "counted",
             State::Called { .. } => "exempt",
             State::Refused { .. } => "refused",
         };
-        f.debug_struct("ResponseFuture")
+        f.debug_struct("HttpResponseFuture")
             .field("state", &state)
             .finish()
     }

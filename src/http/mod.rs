@@ -15,7 +15,7 @@ mod request_signal;
 mod service;
 
 pub use self::body::DrainBody;
-pub use self::future::ResponseFuture;
+pub use self::future::HttpResponseFuture;
 pub use self::layer::HttpDrainLayer;
 pub use self::readiness::Readiness;
 pub use self::record::{RecordRequests, RecordRequestsLayer, RecordedBody, RecordedFuture};

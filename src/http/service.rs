@@ -11,7 +11,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::DrainBody;
-use super::future::{Close, EndOnDrain, ResponseFuture};
+use super::future::{Close, EndOnDrain, HttpResponseFuture};
 use super::layer::Settings;
 use super::reject;
 use super::request_signal::DrainWatch;
@@ -116,7 +116,7 @@ where
 {
     type Response = Response<DrainBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = HttpResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -166,7 +166,7 @@ where
             (Some(guard), plan.close, head)
         };
         // One call and one future for every request the inner service sees, built in place.
-        ResponseFuture::called(self.inner.call(request), guard, close, head, plan.ending)
+        HttpResponseFuture::called(self.inner.call(request), guard, close, head, plan.ending)
     }
 }
 
@@ -246,12 +246,12 @@ pub(crate) struct NotCounted;
 
 /// The refusal of `request`, as a response future.
 #[inline]
-fn refuse<ReqBody, F>(request: Request<ReqBody>, settings: &Settings) -> ResponseFuture<F> {
-    ResponseFuture::refused(refusal(request, settings))
+fn refuse<ReqBody, F>(request: Request<ReqBody>, settings: &Settings) -> HttpResponseFuture<F> {
+    HttpResponseFuture::refused(refusal(request, settings))
 }
 
 /// Out of line, so the refusal's code stays off the admitted request's path; boxed, so that
-/// only a pointer comes back from the call (see `ResponseFuture`'s `Refused`).
+/// only a pointer comes back from the call (see `HttpResponseFuture`'s `Refused`).
 #[cold]
 #[inline(never)]
 fn refusal<ReqBody>(request: Request<ReqBody>, settings: &Settings) -> Box<Response<Bytes>> {

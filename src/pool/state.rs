@@ -69,7 +69,7 @@ pub(crate) const DRAINING: u64 = 1 << 0;
 pub(crate) const EMPTY_WAITERS: u64 = 1 << 1;
 pub(crate) const CHANGE_WATCHERS: u64 = 1 << 2;
 pub(crate) const DETACHED: u64 = 1 << 3;
-const SHARDED: u64 = 1 << 4;
+pub(crate) const SHARDED: u64 = 1 << 4;
 /// Every flag: what a recycled pool clears.
 const FLAGS: u64 = DRAINING | EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED | SHARDED;
 /// The flags that make an exit do more than its read-modify-write.
