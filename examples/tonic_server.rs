@@ -1,7 +1,8 @@
 //! tonic's own `Server`, with the standard health service, draining gracefully on Ctrl-C or
 //! SIGTERM: `cargo run -p tower-drain-integration --example tonic_server --features signal`.
 //!
-//! For a service that keeps tonic's server (its `timeout`, its TLS, its settings) rather than
+//! For a service that keeps tonic's server (its `timeout`, its per-connection concurrency
+//! limit, its interceptors, its TLS, its settings) rather than
 //! moving to `tower_drain::serve` (`examples/tonic.rs`). The drain is a layer on the server's
 //! builder, and `run_server` holds back the server's own graceful shutdown until the pool is
 //! empty or the grace period is over, so that the listener stays open meanwhile. On the signal,
@@ -79,6 +80,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .run_server(stop, |closing| {
             Server::builder()
                 .timeout(timeout)
+                .concurrency_limit_per_connection(256)
+                // An interceptor, as an application has for authentication.
+                .layer(tonic::service::InterceptorLayer::new(refuse_denied))
                 // Inside tonic's own layers: a call it times out is dropped, and counted as
                 // cancelled; a refusal is an answer, as from any service.
                 .layer(layer)
@@ -88,4 +92,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("{report}");
     Ok(())
+}
+
+/// Refuses calls that carry `x-deny`: the interceptor a real service would authenticate with.
+fn refuse_denied(request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    if request.metadata().contains_key("x-deny") {
+        Err(tonic::Status::unauthenticated("denied"))
+    } else {
+        Ok(request)
+    }
 }

@@ -284,3 +284,98 @@ async fn a_server_that_ends_before_its_signal_drains_what_it_left() {
     assert_eq!(report.completed, 1);
     assert!(!report.timed_out());
 }
+
+/// What the handlers of a Unix-socket server learn about their peer, as axum's
+/// `unix-domain-socket` example does it.
+#[cfg(unix)]
+#[derive(Clone, Debug)]
+struct UdsConnectInfo {
+    peer_unnamed: bool,
+}
+
+#[cfg(unix)]
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, tokio::net::UnixListener>,
+    > for UdsConnectInfo
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        Self {
+            peer_unnamed: stream.remote_addr().is_unnamed(),
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn axum_serve_on_a_unix_socket_with_connect_info_keeps_the_promises() {
+    use axum::extract::ConnectInfo;
+    use http_body_util::BodyExt;
+
+    let dir = std::env::temp_dir().join(format!("tower-drain-rs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("axum.sock");
+    let _ = std::fs::remove_file(&path);
+    let drain = Drain::new();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let app = app(&drain, release.clone()).route(
+        "/peer",
+        get(
+            |ConnectInfo(info): ConnectInfo<UdsConnectInfo>| async move {
+                format!("unnamed: {}", info.peer_unnamed)
+            },
+        ),
+    );
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let (signal, signalled) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        drain
+            .shutdown()
+            .grace(Duration::from_secs(5))
+            .run_server(
+                async {
+                    signalled.await.ok();
+                },
+                |closing| {
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<UdsConnectInfo>(),
+                    )
+                    .with_graceful_shutdown(closing)
+                },
+            )
+            .into_future(),
+    );
+    let unix_client = |path: std::path::PathBuf| async move {
+        let unix = tokio::net::UnixStream::connect(path).await.unwrap();
+        let (client, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(unix))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        client
+    };
+
+    let mut client = unix_client(path.clone()).await;
+    let response = client.send_request(get_request("/peer")).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "unnamed: true");
+
+    let mut held = unix_client(path.clone()).await;
+    let in_flight = tokio::spawn(async move { held.send_request(get_request("/hold")).await });
+    bounded("the request in flight", drain.until(|s| s.in_flight == 1)).await;
+    signal.send(()).unwrap();
+    bounded("draining", drain.draining()).await;
+    let mut late = unix_client(path.clone()).await;
+    let refused = late.send_request(get_request("/")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    release.notify_one();
+    let response = bounded("in flight", in_flight).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let report = bounded("run_server returns", server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.completed, report.rejected), (1, 1));
+    let _ = std::fs::remove_file(&path);
+}

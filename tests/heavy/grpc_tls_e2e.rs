@@ -132,6 +132,28 @@ async fn the_tonic_server_example_keeps_the_promises_to_tonic_clients() {
     grpc_promises("tonic_server").await;
 }
 
+/// `examples/tonic_server.rs` keeps tonic's interceptors: one refuses a call that carries
+/// `x-deny`, with the drain layer beside it.
+#[tokio::test]
+async fn the_tonic_server_example_keeps_its_interceptor() {
+    use tonic_health::pb::HealthCheckRequest;
+
+    let mut server = Running::start("tonic_server", &[]).await;
+    let mut client = health_client(server.addr()).await;
+    let mut denied = tonic::Request::new(HealthCheckRequest::default());
+    denied
+        .metadata_mut()
+        .insert("x-deny", tonic::metadata::MetadataValue::from_static("1"));
+    let status = client.check(denied).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert_eq!(status.message(), "denied");
+    assert!(client.check(HealthCheckRequest::default()).await.is_ok());
+    server.terminate();
+    bounded("the process exits", server.child.wait())
+        .await
+        .unwrap();
+}
+
 /// `examples/tonic.rs`: tonic's routes under `serve`.
 #[tokio::test]
 async fn the_tonic_example_keeps_the_promises_to_tonic_clients() {
