@@ -191,7 +191,7 @@ fn no_admission_after_a_drained_pool_was_observed_and_no_refusal_counted() {
         admitter.join().unwrap();
         let end = pool.state.read();
         assert!(end.started >= seen.started, "started went backwards");
-        assert_eq!(end.started + end.refused, 1);
+        assert_eq!(end.started + end.rejected, 1);
         assert_eq!(end.in_flight(), 0);
     });
 }
@@ -258,7 +258,7 @@ fn child_entry_vs_parent_drain() {
         for pool in [root, child] {
             let reading = pool.state.read();
             assert_eq!(reading.in_flight(), 0);
-            assert!(reading.started + reading.refused <= 1);
+            assert!(reading.started + reading.rejected <= 1);
         }
     });
 }

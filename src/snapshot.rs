@@ -57,7 +57,7 @@ impl Snapshot {
             started,
             completed,
             cancelled: reading.cancelled,
-            rejected: reading.refused,
+            rejected: reading.rejected,
             draining: reading.word & state::DRAINING != 0,
         }
     }

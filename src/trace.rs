@@ -14,7 +14,7 @@ macro_rules! warning {
     };
 }
 
-#[cfg_attr(not(feature = "serve"), allow(unused_macros))]
+#[cfg_attr(any(not(feature = "serve"), loom), allow(unused_macros))]
 macro_rules! debug {
     ($($arg:tt)*) => {
         #[cfg(feature = "tracing")]
@@ -22,5 +22,5 @@ macro_rules! debug {
     };
 }
 
-#[cfg_attr(not(feature = "serve"), allow(unused_imports))]
+#[cfg_attr(any(not(feature = "serve"), loom), allow(unused_imports))]
 pub(crate) use {debug, info, warning};

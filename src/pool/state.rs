@@ -118,7 +118,7 @@ pub(crate) struct Reading {
     /// Entries in this pool's life: `entries` less those of earlier lives of the memory.
     pub(crate) started: u64,
     pub(crate) cancelled: u64,
-    pub(crate) refused: u64,
+    pub(crate) rejected: u64,
 }
 
 impl Reading {
@@ -175,7 +175,7 @@ pub(crate) struct State {
 #[derive(Debug, Default)]
 struct RareCounts {
     cancelled: u64,
-    refused: u64,
+    rejected: u64,
 }
 
 #[derive(Debug, Default)]
@@ -385,7 +385,7 @@ impl State {
     #[cold]
     pub(crate) fn refuse(&self) -> u64 {
         let mut counts = self.lock_rare();
-        counts.refused += 1;
+        counts.rejected += 1;
         self.load()
     }
 
@@ -554,7 +554,7 @@ impl State {
             // Relaxed: `base` changes only between lives, before the memory is handed on.
             started: entries - self.base.load(Ordering::Relaxed),
             cancelled: counts.cancelled,
-            refused: counts.refused,
+            rejected: counts.rejected,
         }
     }
 
@@ -718,7 +718,7 @@ mod tests {
         let reading = state.read();
         assert_eq!((reading.entries, reading.started), (3, 0));
         assert_eq!(
-            (reading.cancelled, reading.refused, reading.word & FLAGS),
+            (reading.cancelled, reading.rejected, reading.word & FLAGS),
             (0, 0, 0)
         );
         assert_eq!(state.try_enter(), Entry::Admitted);
