@@ -327,6 +327,12 @@ impl Drain {
 
     /// How many requests are in the pool now.
     ///
+    /// Cheap enough to call inside every request (a load-shedding check, an `X-In-Flight`
+    /// header): while the pool counts per thread it sums the per-thread counters without
+    /// stopping them, so the requests go on counting each on its own cache line. The sum is
+    /// exact whenever no request enters or leaves during the read (on one thread, always);
+    /// a request that does may be in it or not. See [`snapshot`](Self::snapshot).
+    ///
     /// # Examples
     ///
     /// ```
@@ -586,9 +592,16 @@ impl Drain {
         DrainStarted::new(self.clone())
     }
 
-    /// The pool's counters, read at one moment.
+    /// The pool's counters.
     ///
-    /// `started == completed + cancelled + in_flight` holds in every snapshot.
+    /// `started == completed + cancelled + in_flight` holds in every snapshot, and `started`,
+    /// `completed`, `cancelled` and `rejected` never go backwards from one snapshot to a later
+    /// one. While the pool counts per thread (serving, nobody waiting for an exact count),
+    /// a snapshot sums the per-thread counters without stopping them, as
+    /// [`in_flight`](Self::in_flight) does, so a metrics loop on another thread costs the
+    /// request path next to nothing: each count is exact when no request enters or leaves
+    /// during the read, and one that does may be in it or not. While draining, or with a
+    /// waiter registered, it reads one exact word.
     ///
     /// # Examples
     ///
@@ -608,7 +621,7 @@ impl Drain {
     /// # drop(guard);
     /// ```
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::from_reading(&self.shared().state.read())
+        Snapshot::from_reading(&self.shared().state.read_shared())
     }
 }
 

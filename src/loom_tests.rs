@@ -360,3 +360,74 @@ fn waiters_coming_and_going_vs_a_snapshot_vs_an_entry() {
         assert!(pool.state.is_sharded(), "the shards stayed closed");
     });
 }
+
+/// A read that sums the open shards without closing them races a guard that entered on the
+/// main thread's shard and leaves on another's, and an entry and exit on a third thread:
+/// every reading keeps the snapshot's invariant and is a count the pool could have had, a
+/// later one never goes backwards, and nothing is lost.
+#[test]
+fn a_shared_read_racing_entries_and_exits_is_never_impossible() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        let entrant = thread::spawn(move || {
+            assert_eq!(pool.state.enter(), Entry::Admitted);
+            pool.leave(Outcome::Completed);
+        });
+        // Leaves on another thread (another shard) for the main thread's guard.
+        let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
+        let first = pool.state.read_shared();
+        let second = pool.state.read_shared();
+        for seen in [first, second] {
+            assert!(
+                (1..=2).contains(&seen.started) && seen.in_flight() <= 2,
+                "an impossible reading: {seen:?}"
+            );
+            assert!(
+                seen.in_flight() as u64 + seen.cancelled <= seen.started,
+                "the invariant broken: {seen:?}"
+            );
+        }
+        assert!(second.started >= first.started, "started went backwards");
+        let exits = |r: &state::Reading| r.started - r.in_flight() as u64;
+        assert!(exits(&second) >= exits(&first), "exits went backwards");
+        entrant.join().unwrap();
+        leaver.join().unwrap();
+        let end = pool.state.read_shared();
+        assert_eq!((end.in_flight(), end.started), (0, 2));
+    });
+}
+
+/// A read that sums the open shards races a fold and a reopening (a waiter coming and going)
+/// and a guard leaving through another shard: the seqlock keeps it from adding what the fold
+/// moved twice, or missing it.
+#[test]
+fn a_shared_read_racing_a_fold_never_counts_twice_or_misses() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        let switcher = thread::spawn(move || {
+            pool.register(WaiterKind::Change);
+            pool.deregister(WaiterKind::Change);
+        });
+        let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
+        let seen = pool.state.read_shared();
+        assert_eq!(seen.started, 1, "an impossible reading: {seen:?}");
+        assert!(seen.in_flight() <= 1, "counted twice: {seen:?}");
+        switcher.join().unwrap();
+        leaver.join().unwrap();
+        let end = pool.state.read_shared();
+        assert_eq!((end.in_flight(), end.started), (0, 1));
+    });
+}
+
+/// A shared read never splits a cancellation, as the exact one does not.
+#[test]
+fn a_shared_read_never_splits_a_cancellation() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        let canceller = thread::spawn(move || pool.leave(Outcome::Cancelled));
+        let reading = pool.state.read_shared();
+        let counted = (reading.in_flight(), reading.cancelled);
+        assert!(counted == (1, 0) || counted == (0, 1), "{counted:?}");
+        canceller.join().unwrap();
+    });
+}

@@ -2,7 +2,8 @@
 
 use crate::pool::state::{self, Reading};
 
-/// The pool's counters, read at one moment by [`Drain::snapshot`](crate::Drain::snapshot).
+/// The pool's counters, read by [`Drain::snapshot`](crate::Drain::snapshot) (exact when no
+/// request enters or leaves during the read; see there).
 ///
 /// Every snapshot is consistent: `started == completed + cancelled + in_flight` always holds,
 /// and `started`, `completed`, `cancelled` and `rejected` never decrease from one snapshot to

@@ -78,6 +78,15 @@ pub(super) struct Shards {
     cells: &'static [Shard],
 }
 
+/// What the open shards hold, summed without closing them (`Shards::sum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Summed {
+    /// Entries admitted in the shards since they opened.
+    pub(super) entries: u64,
+    /// Requests in flight counted in the shards, which may be negative (see `Folded`).
+    pub(super) in_flight: i64,
+}
+
 /// What a fold took out of the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Folded {
@@ -213,6 +222,22 @@ impl Shards {
             folded.in_flight = folded.in_flight.wrapping_add(in_flight(word));
         }
         folded
+    }
+
+    /// What the shards hold, read one by one while they stay open: a sum that is exact only if
+    /// nothing enters or leaves meanwhile (see `State::read_shared`).
+    pub(super) fn sum(&self) -> Summed {
+        let mut summed = Summed {
+            entries: 0,
+            in_flight: 0,
+        };
+        for shard in self.cells.iter() {
+            // Acquire: pairs with the Release exits, so requests seen gone have finished.
+            let word = shard.load(Ordering::Acquire);
+            summed.entries += (word & ENTRIES_MASK) >> 1;
+            summed.in_flight += i64::from(in_flight(word));
+        }
+        summed
     }
 
     /// Puts this thread's shard at its cap, as if `ENTRIES_AT_CAP` requests had entered and

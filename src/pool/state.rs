@@ -61,7 +61,7 @@ use std::sync::PoisonError;
 
 use std::sync::OnceLock;
 
-use crate::loom::{AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::loom::{fence, AtomicU64, Mutex, MutexGuard, Ordering};
 
 use super::shards::{self, Counted, Folded, Shards};
 
@@ -119,16 +119,34 @@ pub(crate) struct Reading {
     pub(crate) started: u64,
     pub(crate) cancelled: u64,
     pub(crate) rejected: u64,
+    /// Requests in flight: the word's count, or (read while the shards are open) the sum of
+    /// the word's and the shards'.
+    pub(crate) in_flight: usize,
 }
 
 impl Reading {
     pub(crate) fn in_flight(&self) -> usize {
-        in_flight(self.word)
+        self.in_flight
     }
 }
 
 pub(crate) fn in_flight(word: u64) -> usize {
     ((word & IN_FLIGHT_MASK) >> IN_FLIGHT_SHIFT) as usize
+}
+
+/// The word's entries and in-flight count while the shards are open, when the count may sit
+/// below zero: an exit through the word that took it below zero borrowed one from the entries
+/// field, which this gives back. (The count is then above `-2^26`, and at most `2^25` above
+/// zero, since the shards open only below half the limit: the top half of the field is the
+/// negative range.)
+fn signed_counts(word: u64) -> (u32, i64) {
+    let field = in_flight(word) as i64;
+    let entries = entries_low(word);
+    if field >= MAX_IN_FLIGHT as i64 {
+        (entries.wrapping_add(1), field - 2 * MAX_IN_FLIGHT as i64)
+    } else {
+        (entries, field)
+    }
 }
 
 pub(crate) fn entries_low(word: u64) -> u32 {
@@ -170,6 +188,10 @@ pub(crate) struct State {
     shards: OnceLock<Shards>,
     /// Serialises the switches between the shards and the exact count (see the module docs).
     mode: Mutex<Mode>,
+    /// Counts the switches, twice each: odd while one is under way (a seqlock). A read that
+    /// sums the open shards without closing them (`read_shared`) checks that it saw the same
+    /// even value before and after, so that no fold or opening moved counts under it.
+    switches: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -197,6 +219,7 @@ impl State {
             rare: Mutex::new(RareCounts::default()),
             shards: OnceLock::new(),
             mode: Mutex::new(Mode::default()),
+            switches: AtomicU64::new(0),
         }
     }
 
@@ -522,10 +545,94 @@ impl State {
         (word & SHARDED == 0).then(|| in_flight(word))
     }
 
-    /// How many requests are in flight, exactly: folding the shards if they are open.
+    /// How many requests are in flight: the word's count, or while the shards are open their
+    /// sum, read without closing them (`read_shared`).
     pub(crate) fn in_flight(&self) -> usize {
         self.exact_in_flight()
-            .unwrap_or_else(|| self.read().in_flight())
+            .unwrap_or_else(|| self.read_shared().in_flight())
+    }
+
+    /// A reading that leaves the shards open: what a read on the request path or in a
+    /// metrics loop must do, so that the workers go on counting each on its own cache line.
+    ///
+    /// While the shards are open it sums them and the word, under the rare lock (so that no
+    /// cancellation is half in it) and inside a seqlock on `switches` (so that no fold or
+    /// opening moved counts between the loads). What it can and cannot show:
+    ///
+    /// - Every count is exact when no request enters or leaves during the read; requests that
+    ///   do may be in it or not.
+    /// - `started == completed + cancelled + in_flight` holds, and `started`, the exits and
+    ///   `cancelled` never go backwards from one reading to a later one: each shard's and the
+    ///   word's entries and exits only grow, and a fold moves them without changing their sum.
+    /// - A guard that entered on one thread's shard after the read passed it, and left on
+    ///   another's before the read reached it, would show an exit without its entry: a sum
+    ///   below zero, which is retried; after a few, or while a switch is under way, it reads
+    ///   exactly instead (`read`, which folds).
+    pub(crate) fn read_shared(&self) -> Reading {
+        const TRIES: usize = 4;
+        let counts = self.lock_rare();
+        for _ in 0..TRIES {
+            // Acquire: pairs with the Release store that ends a switch, so the loads below see
+            // the shards and the word as that switch left them.
+            let before = self.switches.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                // Acquire: pairs with the Release exits, as in `read_locked`.
+                let word = self.word.load(Ordering::Acquire);
+                if word & SHARDED == 0 {
+                    // No shards open: the word is exact.
+                    return self.read_locked(&counts);
+                }
+                let shards = self.shards.get().expect("`SHARDED` without shards");
+                let summed = shards.sum();
+                // Acquire fence, then a Relaxed load: the seqlock reader's half (see
+                // `begin_switch`); loads above cannot move below the check.
+                fence(Ordering::Acquire);
+                if self.switches.load(Ordering::Relaxed) == before {
+                    let (word_entries, word_in_flight) = signed_counts(word);
+                    let in_flight = word_in_flight + summed.in_flight;
+                    if in_flight >= 0 {
+                        // Acquire: as in `read_locked`; no crossing happens while the shards
+                        // are open but in a fold, which the seqlock excludes.
+                        let halves = self.halves.load(Ordering::Acquire);
+                        let entries = extend(halves, word_entries) + summed.entries;
+                        return Reading {
+                            word,
+                            entries,
+                            // Relaxed: see `base`.
+                            started: entries - self.base.load(Ordering::Relaxed),
+                            cancelled: counts.cancelled,
+                            rejected: counts.rejected,
+                            in_flight: in_flight as usize,
+                        };
+                    }
+                }
+            }
+            std::hint::spin_loop();
+        }
+        let mut mode = self.lock_mode();
+        self.close(&mut mode);
+        let reading = self.read_locked(&counts);
+        self.try_open(&mut mode);
+        reading
+    }
+
+    /// Opens the seqlock's odd phase: the caller holds the mode lock and is about to move
+    /// counts between the shards and the word.
+    fn begin_switch(&self) {
+        // Relaxed load and store: only the mode lock's holder writes `switches`. The Release
+        // fence orders the odd value before the switch's writes, so a reader that saw any of
+        // them sees the odd value (or a later one) on its second load.
+        let now = self.switches.load(Ordering::Relaxed);
+        self.switches.store(now + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+    }
+
+    /// Closes the odd phase.
+    fn end_switch(&self) {
+        // Release: pairs with the Acquire load that begins a read, so a reader that sees the
+        // even value sees everything the switch wrote.
+        let now = self.switches.load(Ordering::Relaxed);
+        self.switches.store(now + 1, Ordering::Release);
     }
 
     /// A consistent reading of everything: no cancellation or refusal is half done in it,
@@ -555,6 +662,7 @@ impl State {
             started: entries - self.base.load(Ordering::Relaxed),
             cancelled: counts.cancelled,
             rejected: counts.rejected,
+            in_flight: in_flight(word),
         }
     }
 
@@ -572,6 +680,7 @@ impl State {
             return;
         }
         let shards = self.shards.get().expect("`SHARDED` without shards");
+        self.begin_switch();
         let Folded {
             entries,
             in_flight: count,
@@ -594,6 +703,7 @@ impl State {
             // Release: as for an entry's crossing in `admit_slow`.
             self.halves.fetch_add(1, Ordering::Release);
         }
+        self.end_switch();
     }
 
     /// Opens the shards if this life may shard, they are closed, and nobody needs the exact
@@ -608,8 +718,13 @@ impl State {
         };
         // Relaxed: a first guess, which the swap checks.
         let mut word = self.word.load(Ordering::Relaxed);
+        if word & (EXACT | SHARDED) != 0 || in_flight(word) > MAX_IN_FLIGHT / 2 {
+            return;
+        }
+        self.begin_switch();
         loop {
             if word & (EXACT | SHARDED) != 0 || in_flight(word) > MAX_IN_FLIGHT / 2 {
+                self.end_switch();
                 return;
             }
             // Relaxed: the flags that forbid opening are set only under the mode lock, which
@@ -627,6 +742,7 @@ impl State {
         // No entry changes the clock while `SHARDED` is set (`admit_slow` waits).
         mode.opened_at = entries_low(word);
         shards.open();
+        self.end_switch();
     }
 }
 
