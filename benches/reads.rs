@@ -222,7 +222,7 @@ fn summary() {
         let rest = &text[at..];
         let at = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
         rest[at..]
-            .split(|c: char| c == ',' || c == '}')
+            .split([',', '}'])
             .next()?
             .trim()
             .parse()
