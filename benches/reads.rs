@@ -221,12 +221,7 @@ fn summary() {
         let at = text.find("\"median\"")?;
         let rest = &text[at..];
         let at = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
-        rest[at..]
-            .split([',', '}'])
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        rest[at..].split([',', '}']).next()?.trim().parse().ok()
     };
     println!("\nreads and waiters beside traffic: ns per request (x the serving path)");
     for threads in THREADS {

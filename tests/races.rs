@@ -128,6 +128,73 @@ fn every_snapshot_keeps_the_invariant_under_load() {
 }
 
 #[test]
+fn snapshots_read_without_folding_keep_the_invariant_and_never_go_backwards() {
+    // Nobody needs the exact count, so the pool counts per thread throughout and every
+    // snapshot and `in_flight` sums the shards while they count; guards move between
+    // threads (entering on one shard, leaving on another) and futures are cancelled.
+    let drain = Drain::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (moved_tx, moved_rx) = std::sync::mpsc::sync_channel::<tower_drain::Guard>(64);
+    let mut workers: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let (drain, moved_tx) = (drain.clone(), moved_tx.clone());
+            thread::spawn(move || {
+                for n in 0..20_000u32 {
+                    match (n + i as u32) % 3 {
+                        0 => drop(drain.guard()),
+                        1 => drop(drain.track(async {})), // cancelled
+                        _ => moved_tx.send(drain.guard()).unwrap(),
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(moved_tx);
+    // Drops the moved guards on a thread of its own: another shard than their entries'.
+    workers.push(thread::spawn(move || {
+        for guard in moved_rx {
+            drop(guard);
+        }
+    }));
+    let reader = {
+        let (drain, stop) = (drain.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut reads = 0u64;
+            let mut last = drain.snapshot();
+            while !stop.load(Ordering::Relaxed) || reads < 1_000 {
+                let s = drain.snapshot();
+                assert_eq!(s.started, s.completed + s.cancelled + s.in_flight as u64);
+                assert!(s.started >= last.started, "{last:?} then {s:?}");
+                assert!(s.completed >= last.completed, "{last:?} then {s:?}");
+                assert!(s.cancelled >= last.cancelled, "{last:?} then {s:?}");
+                assert!(!s.draining);
+                // Bounded by what can be in flight at once: the channel's 64, a guard in each
+                // worker's hand and in the dropper's; and, for the loads that see a store a
+                // moment late, one more per worker. (Before the read's second pass, a reader
+                // preempted mid-read counted every guard that came and went meanwhile: 440.)
+                let now = drain.in_flight();
+                assert!(
+                    now <= 2 * THREADS + 64 + 1,
+                    "in flight {now}, snapshot {s:?}"
+                );
+                assert!(s.in_flight <= 2 * THREADS + 64 + 1, "{s:?}");
+                last = s;
+                reads += 1;
+            }
+        })
+    };
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let s = drain.snapshot();
+    assert_eq!((s.in_flight, drain.in_flight()), (0, 0));
+    assert_eq!(s.started, (THREADS * 20_000) as u64);
+    assert_eq!(s.started, s.completed + s.cancelled);
+}
+
+#[test]
 fn a_waiter_registering_as_the_last_request_leaves_is_never_lost() {
     for _ in 0..2_000 {
         let drain = Drain::new();

@@ -63,7 +63,7 @@ use std::sync::OnceLock;
 
 use crate::loom::{fence, AtomicU64, Mutex, MutexGuard, Ordering};
 
-use super::shards::{self, Counted, Folded, Shards};
+use super::shards::{self, Counted, Folded, Shards, Summed};
 
 pub(crate) const DRAINING: u64 = 1 << 0;
 pub(crate) const EMPTY_WAITERS: u64 = 1 << 1;
@@ -82,6 +82,13 @@ const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
 const IN_FLIGHT_MASK: u64 = ((1 << 27) - 1) << IN_FLIGHT_SHIFT;
 /// The most requests that can be in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 1 << 26;
+
+/// How often a lock-free read tries before it reads exactly under the locks. Once under loom:
+/// both ways are explored all the same, and each try multiplies the interleavings.
+#[cfg(not(loom))]
+const READ_TRIES: usize = 4;
+#[cfg(loom)]
+const READ_TRIES: usize = 1;
 
 const ENTRIES_SHIFT: u32 = 32;
 /// One entry: one more in flight, one more entry.
@@ -192,6 +199,12 @@ pub(crate) struct State {
     /// sums the open shards without closing them (`read_shared`) checks that it saw the same
     /// even value before and after, so that no fold or opening moved counts under it.
     switches: AtomicU64,
+    /// The rare counts as a lock-free reader sees them: written under `rare` by the thread
+    /// that changes them, inside a seqlock of their own (`rare_changes`, odd while a
+    /// cancellation is half done), so that a read on the request path takes no lock.
+    cancelled: AtomicU64,
+    rejected: AtomicU64,
+    rare_changes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -220,6 +233,9 @@ impl State {
             shards: OnceLock::new(),
             mode: Mutex::new(Mode::default()),
             switches: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            rare_changes: AtomicU64::new(0),
         }
     }
 
@@ -254,6 +270,12 @@ impl State {
         // Relaxed: read under the lifecycle lock, or by a later owner after the handoff.
         self.base.store(now.entries, Ordering::Relaxed);
         *counts = RareCounts::default();
+        // Relaxed: as `base`; the odd and even steps keep a reader of the old life (which
+        // cannot exist: no handle is left) from mixing the two.
+        Self::odd(&self.rare_changes);
+        self.cancelled.store(0, Ordering::Relaxed);
+        self.rejected.store(0, Ordering::Relaxed);
+        Self::even(&self.rare_changes);
     }
 
     /// Lets this life count in shards, and opens them: for a root pool, at the start of its
@@ -409,6 +431,8 @@ impl State {
     pub(crate) fn refuse(&self) -> u64 {
         let mut counts = self.lock_rare();
         counts.rejected += 1;
+        // Relaxed: a count alone, read alone; its writers are serialised by the lock.
+        self.rejected.store(counts.rejected, Ordering::Relaxed);
         self.load()
     }
 
@@ -453,8 +477,12 @@ impl State {
     #[cold]
     fn leave_cancelled(&self, sharded: bool) -> u64 {
         let mut counts = self.lock_rare();
+        Self::odd(&self.rare_changes);
         let prev = self.leave(sharded);
         counts.cancelled += 1;
+        // Relaxed: published by the seqlock's even step.
+        self.cancelled.store(counts.cancelled, Ordering::Relaxed);
+        Self::even(&self.rare_changes);
         prev
     }
 
@@ -546,93 +574,169 @@ impl State {
     }
 
     /// How many requests are in flight: the word's count, or while the shards are open their
-    /// sum, read without closing them (`read_shared`).
+    /// sum, read without closing them and without a lock (see `read_shared`).
     pub(crate) fn in_flight(&self) -> usize {
-        self.exact_in_flight()
-            .unwrap_or_else(|| self.read_shared().in_flight())
+        if let Some(exact) = self.exact_in_flight() {
+            return exact;
+        }
+        for _ in 0..READ_TRIES {
+            if let Some((word, summed)) = self.sum_open_shards() {
+                let in_flight = signed_counts(word).1 + summed.in_flight;
+                if in_flight >= 0 {
+                    return in_flight as usize;
+                }
+            } else if let Some(exact) = self.exact_in_flight() {
+                return exact;
+            }
+            std::hint::spin_loop();
+        }
+        self.read().in_flight()
     }
 
-    /// A reading that leaves the shards open: what a read on the request path or in a
-    /// metrics loop must do, so that the workers go on counting each on its own cache line.
+    /// The word and what the open shards hold, if the shards were open and no switch moved
+    /// counts between the loads (the seqlock on `switches`); `None` otherwise.
+    fn sum_open_shards(&self) -> Option<(u64, Summed)> {
+        // Acquire: pairs with the Release store that ends a switch, so the loads below see
+        // the shards and the word as that switch left them.
+        let before = self.switches.load(Ordering::Acquire);
+        if before & 1 != 0 {
+            return None;
+        }
+        // Acquire: pairs with the Release exits, as in `read_locked`.
+        let word = self.word.load(Ordering::Acquire);
+        if word & SHARDED == 0 {
+            return None;
+        }
+        // Twice: a request that entered between the two passes shows as more entries in the
+        // second. With none, every request counted in the second pass entered before the
+        // first pass read its shard, and had not left when the second read the shard it left
+        // through: it was in flight at one moment of the read, so the sum never counts a
+        // request that came and went while the read was preempted.
+        // The word once more after them: a cancellation leaves through it while the shards
+        // count, and one between the first load and the passes would count its entry (in a
+        // shard) without its exit.
+        let shards = self.shards.get()?;
+        let first = shards.sum();
+        let summed = shards.sum();
+        // Acquire: as above.
+        let word_after = self.word.load(Ordering::Acquire);
+        // Acquire fence, then a Relaxed load: the seqlock reader's half (see `begin_switch`);
+        // the loads above cannot move below the check.
+        fence(Ordering::Acquire);
+        let settled = summed.entries == first.entries && word_after == word;
+        (self.switches.load(Ordering::Relaxed) == before && settled).then_some((word, summed))
+    }
+
+    /// A reading that leaves the shards open and takes no lock: what a read on the request
+    /// path or in a metrics loop must do, so that the workers go on counting each on its own
+    /// cache line.
     ///
-    /// While the shards are open it sums them and the word, under the rare lock (so that no
-    /// cancellation is half in it) and inside a seqlock on `switches` (so that no fold or
-    /// opening moved counts between the loads). What it can and cannot show:
+    /// It sums the open shards and the word inside two seqlocks: `switches`, so that no fold
+    /// or opening moved counts between its loads, and `rare_changes`, so that no cancellation
+    /// is half in it. What it can and cannot show:
     ///
     /// - Every count is exact when no request enters or leaves during the read; requests that
     ///   do may be in it or not.
     /// - `started == completed + cancelled + in_flight` holds, and `started`, the exits and
     ///   `cancelled` never go backwards from one reading to a later one: each shard's and the
     ///   word's entries and exits only grow, and a fold moves them without changing their sum.
-    /// - A guard that entered on one thread's shard after the read passed it, and left on
-    ///   another's before the read reached it, would show an exit without its entry: a sum
-    ///   below zero, which is retried; after a few, or while a switch is under way, it reads
-    ///   exactly instead (`read`, which folds).
+    /// - It reads the shards twice and uses the second pass only if no entry came between the
+    ///   two and the word did not move: every request it counts in flight was in flight at
+    ///   one moment of the read (the first load of the second pass), however long the reader
+    ///   was preempted. A guard that entered on one thread's shard after the read passed it,
+    ///   and left on another's before the read reached it, would show an exit without its
+    ///   entry: a sum below zero, which is retried. After a few tries (under steady entries
+    ///   on other threads, or switches), it reads exactly instead (`read`, which folds under
+    ///   the locks).
     pub(crate) fn read_shared(&self) -> Reading {
-        const TRIES: usize = 4;
-        let counts = self.lock_rare();
-        for _ in 0..TRIES {
-            // Acquire: pairs with the Release store that ends a switch, so the loads below see
-            // the shards and the word as that switch left them.
-            let before = self.switches.load(Ordering::Acquire);
-            if before & 1 == 0 {
-                // Acquire: pairs with the Release exits, as in `read_locked`.
-                let word = self.word.load(Ordering::Acquire);
-                if word & SHARDED == 0 {
-                    // No shards open: the word is exact.
-                    return self.read_locked(&counts);
-                }
-                let shards = self.shards.get().expect("`SHARDED` without shards");
-                let summed = shards.sum();
-                // Acquire fence, then a Relaxed load: the seqlock reader's half (see
-                // `begin_switch`); loads above cannot move below the check.
-                fence(Ordering::Acquire);
-                if self.switches.load(Ordering::Relaxed) == before {
-                    let (word_entries, word_in_flight) = signed_counts(word);
-                    let in_flight = word_in_flight + summed.in_flight;
-                    if in_flight >= 0 {
-                        // Acquire: as in `read_locked`; no crossing happens while the shards
-                        // are open but in a fold, which the seqlock excludes.
-                        let halves = self.halves.load(Ordering::Acquire);
-                        let entries = extend(halves, word_entries) + summed.entries;
-                        return Reading {
-                            word,
-                            entries,
-                            // Relaxed: see `base`.
-                            started: entries - self.base.load(Ordering::Relaxed),
-                            cancelled: counts.cancelled,
-                            rejected: counts.rejected,
-                            in_flight: in_flight as usize,
-                        };
-                    }
-                }
+        for _ in 0..READ_TRIES {
+            if let Some(reading) = self.try_read_shared() {
+                return reading;
             }
             std::hint::spin_loop();
         }
-        let mut mode = self.lock_mode();
-        self.close(&mut mode);
-        let reading = self.read_locked(&counts);
-        self.try_open(&mut mode);
-        reading
+        self.read()
     }
 
-    /// Opens the seqlock's odd phase: the caller holds the mode lock and is about to move
-    /// counts between the shards and the word.
-    fn begin_switch(&self) {
-        // Relaxed load and store: only the mode lock's holder writes `switches`. The Release
-        // fence orders the odd value before the switch's writes, so a reader that saw any of
-        // them sees the odd value (or a later one) on its second load.
-        let now = self.switches.load(Ordering::Relaxed);
-        self.switches.store(now + 1, Ordering::Relaxed);
+    fn try_read_shared(&self) -> Option<Reading> {
+        // Acquire: pairs with the Release even step of a cancellation (`even`).
+        let rare_before = self.rare_changes.load(Ordering::Acquire);
+        if rare_before & 1 != 0 {
+            return None;
+        }
+        // Acquire: as in `read_locked`, before the word.
+        let halves = self.halves.load(Ordering::Acquire);
+        let (word, entries_low, in_flight, shard_entries) = match self.sum_open_shards() {
+            Some((word, summed)) => {
+                let (entries_low, in_flight) = signed_counts(word);
+                (
+                    word,
+                    entries_low,
+                    in_flight + summed.in_flight,
+                    summed.entries,
+                )
+            }
+            None => {
+                // Closed (or a switch under way): the word alone, if it is exact.
+                let word = self.load();
+                if word & SHARDED != 0 {
+                    return None;
+                }
+                (word, entries_low(word), in_flight(word) as i64, 0)
+            }
+        };
+        // Relaxed: inside the seqlock checked below.
+        let cancelled = self.cancelled.load(Ordering::Relaxed);
+        let rejected = self.rejected.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if in_flight < 0 || self.rare_changes.load(Ordering::Relaxed) != rare_before {
+            return None;
+        }
+        let entries = extend(halves, entries_low) + shard_entries;
+        // Relaxed: see `base`.
+        let started = entries - self.base.load(Ordering::Relaxed);
+        if (in_flight as u64).saturating_add(cancelled) > started {
+            // An exit seen without its entry, hidden by another request in flight: retried.
+            return None;
+        }
+        Some(Reading {
+            word,
+            entries,
+            started,
+            cancelled,
+            rejected,
+            in_flight: in_flight as usize,
+        })
+    }
+
+    /// A seqlock writer's odd step: the caller is the only writer (it holds the lock that
+    /// serialises them). The Release fence orders the odd value before the writes that
+    /// follow, so a reader that saw any of them sees the odd value (or a later one) on its
+    /// second load.
+    fn odd(sequence: &AtomicU64) {
+        // Relaxed load and store: only the lock's holder writes the sequence.
+        let now = sequence.load(Ordering::Relaxed);
+        sequence.store(now + 1, Ordering::Relaxed);
         fence(Ordering::Release);
     }
 
-    /// Closes the odd phase.
-    fn end_switch(&self) {
+    /// A seqlock writer's even step.
+    fn even(sequence: &AtomicU64) {
         // Release: pairs with the Acquire load that begins a read, so a reader that sees the
-        // even value sees everything the switch wrote.
-        let now = self.switches.load(Ordering::Relaxed);
-        self.switches.store(now + 1, Ordering::Release);
+        // even value sees everything written before it.
+        let now = sequence.load(Ordering::Relaxed);
+        sequence.store(now + 1, Ordering::Release);
+    }
+
+    /// Opens the seqlock's odd phase on `switches`: the caller holds the mode lock and is
+    /// about to move counts between the shards and the word.
+    fn begin_switch(&self) {
+        Self::odd(&self.switches);
+    }
+
+    /// Closes it.
+    fn end_switch(&self) {
+        Self::even(&self.switches);
     }
 
     /// A consistent reading of everything: no cancellation or refusal is half done in it,
