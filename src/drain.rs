@@ -582,10 +582,10 @@ impl Drain {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let drain = tower_drain::Drain::new();
-    /// let server_stops = tokio::spawn(drain.draining());
+    /// let draining = tokio::spawn(drain.draining());
     ///
     /// drain.start_draining();
-    /// server_stops.await.unwrap();
+    /// draining.await.unwrap();
     /// # }
     /// ```
     pub fn draining(&self) -> DrainStarted {

@@ -71,6 +71,9 @@ pub use crate::run_server::{Closing, RunServer};
 pub use crate::serve::{serve, Handshake, HttpResponse, Listener, ListenerExt, Serve, ServeFuture};
 pub use crate::service::DrainService;
 pub use crate::shutdown::{Shutdown, ShutdownFuture, ShutdownReport};
+#[cfg(feature = "signal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+pub use crate::signal::Terminate;
 pub use crate::snapshot::{Phase, Snapshot};
 #[cfg(all(unix, feature = "upgrade", not(loom)))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]

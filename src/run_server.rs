@@ -29,10 +29,11 @@ impl Shutdown {
     /// unready period and the drain, and a request on a new connection gets the layer's
     /// refusal (`503`, gRPC `UNAVAILABLE`), never a refused connection. Once the shutdown
     /// has run, `closing` completes, and the server closes its listener and its connections
-    /// as it does; the future returned completes when the server has, and in any case
-    /// [`close_within`](RunServer::close_within) (one second by default) after the end of
-    /// the grace period: within `unready_for + grace + close_within` of the signal, whatever
-    /// clients do. The server's future is then dropped, with the connections it still owns;
+    /// as it does; the future returned completes when the server has, and, with a `grace`
+    /// period, in any case [`close_within`](RunServer::close_within) (one second by default)
+    /// after its end: within `unready_for + grace + close_within` of the signal, whatever
+    /// clients do. With no `grace` there is no such bound. A [`Drain::resume`](crate::Drain::resume) that ends the
+    /// run ends the server too: its signal has been spent. The server's future is then dropped, with the connections it still owns;
     /// those it spawned end with the runtime, when `main` returns.
     ///
     /// What the stock servers cannot do here, and `serve` does: send HTTP/2 `GOAWAY` when the
@@ -41,8 +42,10 @@ impl Shutdown {
     ///
     /// # Errors
     ///
-    /// The server's own error, if it fails. A server that ends without one before the signal
-    /// runs the shutdown at once (what it had in flight is drained) and returns its report.
+    /// The server's own error, if it fails; then no report is made, and a shutdown under way
+    /// is left where it was (another `shutdown()` picks it up). A server that ends without an
+    /// error before the signal runs the shutdown at once (what it had in flight is drained)
+    /// and returns its report.
     ///
     /// # Examples
     ///

@@ -25,8 +25,9 @@ const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 ///    [`Drain::readiness`] answers `503`, so load balancers and Kubernetes stop sending new
 ///    traffic while the instance still handles what arrives meanwhile.
 /// 2. **Draining**: new work is refused ([`Drain::start_draining`]), and
-///    [`Drain::draining`] resolves, so the server's own graceful shutdown (closing idle
-///    connections, `GOAWAY` on HTTP/2) begins now and not earlier.
+///    [`Drain::draining`] resolves, so long-lived handlers finish and `serve` sends `GOAWAY`
+///    to HTTP/2 clients it has not told yet. The listener stays open: a server closes once
+///    the pool is empty ([`run_server`](Self::run_server)).
 /// 3. **Wait** until nothing is in flight, or until `grace` has passed since draining began
 ///    (default: no limit). With the `tracing` feature, an event every `progress_every` says
 ///    how many requests remain.
@@ -412,7 +413,8 @@ impl ShutdownReport {
     }
 
     /// Whether [`Drain::resume`] ended the shutdown before the pool drained: the pool is
-    /// serving again, and whatever was in flight is still running.
+    /// serving again, and whatever was in flight is still running. (`serve` and
+    /// [`Shutdown::run_server`] end on such a report all the same: their signal is spent.)
     ///
     /// # Examples
     ///

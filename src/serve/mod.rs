@@ -69,7 +69,8 @@ use crate::BoxError;
 /// and that run's grace period is the one it closes by.) It never fails: an error while
 /// accepting is logged and accepting goes on (after 100 ms when it is not one connection's
 /// own, such as running out of file descriptors), and without a signal it serves until it is
-/// dropped.
+/// dropped. A [`Drain::resume`](crate::Drain::resume) that ends the run ends `serve` too: its
+/// signal has been spent.
 ///
 /// Choose [`close_listener_when_draining`](Self::close_listener_when_draining) instead for an
 /// L4 balancer that health-checks by connecting: new connections are then refused from the
@@ -135,11 +136,16 @@ pub struct Serve<L, S> {
 /// # }
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
-pub fn serve<L, S>(listener: L, service: S, shutdown: Shutdown) -> Serve<L, S>
+pub fn serve<L, S, B>(listener: L, service: S, shutdown: Shutdown) -> Serve<L, S>
 where
     L: Listener,
-    S: Service<Request<Incoming>>,
-    S::Response: HttpResponse,
+    S: Service<Request<Incoming>> + Clone + Send + 'static,
+    S::Response: HttpResponse<Body = B>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
 {
     Serve {
         listener,
@@ -182,9 +188,14 @@ where
             `into_make_service()`, and it puts the peer address on every request as axum's \
             `ConnectInfo` (feature `axum`) and tonic's `TcpConnectInfo` (feature `tonic`)"
 )]
-pub trait HttpResponse {}
+pub trait HttpResponse {
+    /// The response's body.
+    type Body;
+}
 
-impl<B> HttpResponse for Response<B> {}
+impl<B> HttpResponse for Response<B> {
+    type Body = B;
+}
 
 impl<L, S> Serve<L, S> {
     /// Runs the shutdown when `signal` completes: [`signal::terminate`](crate::signal) for
