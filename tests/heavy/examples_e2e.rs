@@ -6,7 +6,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -15,40 +14,10 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use support::{bounded, get_request, http1_connection, http2_connection};
+use support::{bounded, example, get_request, http1_connection, http2_connection};
 
 const UNREADY_MS: u64 = 400;
 const GRACE_MS: u64 = 1_500;
-
-/// The example's binary, built now: `cargo test --test ...` does not build examples, and a
-/// binary left from an earlier build would test old code. A no-op when it is fresh.
-pub fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let profile = deps.parent().unwrap().parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    // The tonic and TLS examples are the `integration` member's (they need tonic, rustls); the
-    // others the crate's.
-    let package = if ["tonic", "tonic_server", "tls"].contains(&name) {
-        "tower-drain-integration"
-    } else {
-        "tower-drain"
-    };
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        package,
-        "--example",
-        name,
-        "--all-features",
-    ]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    assert!(build.status().unwrap().success(), "building example {name}");
-    profile.join("examples").join(name)
-}
 
 /// A running example: its process and the lines it prints.
 pub struct Running {

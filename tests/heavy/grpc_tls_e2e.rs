@@ -29,7 +29,6 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +44,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use support::{bounded, get_request};
+use support::{bounded, example, get_request};
 
 const UNREADY_MS: u64 = 600;
 const GRACE_MS: u64 = 1_500;
@@ -322,29 +321,6 @@ async fn the_tonic_server_example_ends_calls_at_the_clients_and_its_own_timeout(
             Duration::from_millis(UNREADY_MS + EXIT_MARGIN_MS),
         )
         .await;
-}
-
-/// The example's binary, built now: `cargo test --test ...` does not build examples, and a
-/// binary left from an earlier build would test old code. A no-op when it is fresh.
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let profile = deps.parent().unwrap().parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        "tower-drain-integration",
-        "--example",
-        name,
-        "--all-features",
-    ]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    assert!(build.status().unwrap().success(), "building example {name}");
-    profile.join("examples").join(name)
 }
 
 /// A running example: its process and the lines it prints.

@@ -24,7 +24,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, ChildStdout, Command};
 
-use support::{bounded, get_request};
+use support::{bounded, example, get_request};
 
 const UNREADY_MS: u64 = 300;
 const GRACE_MS: u64 = 1_500;
@@ -37,29 +37,6 @@ const EXIT_MARGIN_MS: u64 = 500;
 /// drain lasts, and a new connection can be refused meanwhile), short enough to end well
 /// within the grace period.
 const SLOW_MS: u64 = 1_000;
-
-/// The example's binary, built now: `cargo test --test ...` does not build examples, and a
-/// binary left from an earlier build would test old code. A no-op when it is fresh.
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let profile = deps.parent().unwrap().parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        "tower-drain",
-        "--example",
-        name,
-        "--all-features",
-    ]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    assert!(build.status().unwrap().success(), "building example {name}");
-    profile.join("examples").join(name)
-}
 
 /// A running example: its process, the lines it prints, and what it said first.
 struct Running {

@@ -22,6 +22,36 @@ use tower::{service_fn, Layer, Service};
 #[cfg(feature = "http")]
 use tower_drain::{DrainBody, HttpDrainLayer};
 
+/// An example's binary, built now: `cargo test --test ...` does not build examples, and a
+/// binary left from an earlier build would test old code. A no-op when it is fresh. The tonic
+/// and TLS examples are the `integration` member's (they need tonic, rustls); the others the
+/// crate's.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let profile = deps.parent().unwrap().parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let package = if ["tonic", "tonic_server", "tls"].contains(&name) {
+        "tower-drain-integration"
+    } else {
+        "tower-drain"
+    };
+    let mut build = std::process::Command::new(cargo);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        package,
+        "--example",
+        name,
+        "--all-features",
+    ]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    assert!(build.status().unwrap().success(), "building example {name}");
+    profile.join("examples").join(name)
+}
+
 /// A bound no healthy test comes near: reaching it means a hang, reported as a failure.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
