@@ -4,16 +4,18 @@
 //! (tokio-util's `TaskTracker::len`, and a tower-http-style gauge: an `Arc<AtomicUsize>`
 //! raised and lowered per request and read with `get`).
 //!
-//! Each figure is CPU time per request: the wall time of `threads` threads doing the same
-//! number of requests, times the cores they could use, over the requests. The summary prints
-//! each case's ratio to the serving path on the same number of threads, in the same run.
+//! Each figure is CPU time per request: each request thread's own CPU time (the kernel's
+//! per-thread clock), averaged over the threads and divided by the requests, so a thread
+//! running beside them costs the figure only what it does to their caches and locks, not the
+//! core time it takes. The summary prints each case's ratio to the serving path on the same
+//! number of threads, in the same run.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use criterion::{black_box, Criterion};
 use tower_drain::Drain;
@@ -27,15 +29,20 @@ fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(&waker))
 }
 
+/// This thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
 /// Runs `request` `iters` times on each of `threads` threads, with `beside` running on one
-/// more thread until they are done; the CPU time per request of the request threads.
+/// more thread until they are done; the CPU time per thread of the request threads.
 fn measure(
     threads: usize,
     iters: u64,
     request: impl Fn() + Send + Sync + 'static,
     beside: Option<Box<dyn FnMut() + Send>>,
 ) -> Duration {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let request = Arc::new(request);
     let done = Arc::new(AtomicBool::new(false));
     let beside = beside.map(|mut beside| {
@@ -52,25 +59,46 @@ fn measure(
             let (request, barrier) = (request.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
+                let start = thread_cpu();
                 for _ in 0..iters {
                     request();
                 }
+                thread_cpu() - start
             })
         })
         .collect();
     barrier.wait();
-    let start = Instant::now();
-    for handle in handles {
-        handle.join().unwrap();
-    }
-    let wall = start.elapsed();
+    let cpu: Duration = handles.into_iter().map(|h| h.join().unwrap()).sum();
     done.store(true, Ordering::Relaxed);
     if let Some(beside) = beside {
         beside.join().unwrap();
     }
-    // The request threads had `min(threads, cores)` cores (less what `beside` took): CPU time
-    // per thread, which criterion divides by `iters`.
-    wall.mul_f64(threads.min(cores) as f64 / threads as f64)
+    // Criterion divides by `iters`.
+    cpu / threads as u32
+}
+
+/// A waker that raises a flag: a waiter polled again whenever it is woken, as a task is.
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A task beside the requests that polls `future` whenever it is woken: a waiter that looks
+/// again after every wake-up, as one on a runtime does.
+fn looking<F: Future + Send + 'static>(future: F) -> impl FnMut() + Send {
+    let flag = Arc::new(Flag(AtomicBool::new(true)));
+    let waker = Waker::from(flag.clone());
+    let mut future = Box::pin(future);
+    move || {
+        if flag.0.swap(false, Ordering::Acquire) {
+            let _ = future.as_mut().poll(&mut Context::from_waker(&waker));
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 fn bench(c: &mut Criterion, threads: usize, name: &str, make: impl Fn() -> Case) {
@@ -173,6 +201,19 @@ fn waiters(c: &mut Criterion) {
                 serve()
             })
         });
+        bench(c, threads, "until_false_looking_beside", || {
+            let drain = Drain::new();
+            let waiter = drain.until(|_| false);
+            Case::new(serving(&drain)).beside(looking(waiter))
+        });
+        bench(c, threads, "until_churn_beside", || {
+            let drain = Drain::new();
+            let churner = drain.clone();
+            Case::new(serving(&drain)).beside(move || {
+                let mut waiter = Box::pin(churner.until(|s| s.in_flight > 1_000_000));
+                black_box(poll_once(waiter.as_mut()).is_pending());
+            })
+        });
         bench(c, threads, "until_empty_satisfied_unpolled", || {
             let drain = Drain::new();
             let guard = drain.guard();
@@ -196,6 +237,17 @@ fn waiters(c: &mut Criterion) {
                 serve()
             })
         });
+        bench(c, threads, "next_empty_parked_behind_a_guard", || {
+            let drain = Drain::new();
+            let held = drain.guard();
+            let mut waiter = Box::pin(drain.next_empty());
+            assert!(poll_once(waiter.as_mut()).is_pending());
+            let serve = serving(&drain);
+            Case::new(move || {
+                let _keep = (&waiter, &held);
+                serve()
+            })
+        });
         bench(c, threads, "until_empty_churn_beside", || {
             let drain = Drain::new();
             let held = drain.guard();
@@ -204,6 +256,41 @@ fn waiters(c: &mut Criterion) {
                 let _keep = &held;
                 let mut waiter = Box::pin(churner.until_empty());
                 black_box(poll_once(waiter.as_mut()).is_pending());
+            })
+        });
+        bench(c, threads, "draining_parked", || {
+            let drain = Drain::new();
+            let mut waiter = Box::pin(drain.draining());
+            assert!(poll_once(waiter.as_mut()).is_pending());
+            let serve = serving(&drain);
+            Case::new(move || {
+                let _keep = &waiter;
+                serve()
+            })
+        });
+        bench(c, threads, "shutdown_unready_parked", || {
+            // A shutdown in its unready period: still serving, its own waiters parked.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let drain = Drain::new();
+            let shutdown = {
+                let _enter = runtime.enter();
+                let mut shutdown = Box::pin(
+                    drain
+                        .shutdown()
+                        .unready_for(Duration::from_secs(3600))
+                        .into_future(),
+                );
+                assert!(poll_once(shutdown.as_mut()).is_pending());
+                shutdown
+            };
+            let serve = serving(&drain);
+            let keep = std::sync::Mutex::new((shutdown, runtime));
+            Case::new(move || {
+                let _keep = &keep;
+                serve()
             })
         });
     }
@@ -238,9 +325,14 @@ fn summary() {
             "task_tracker_len_inside",
             "gauge_get_inside",
             "until_false_parked",
+            "until_false_looking_beside",
+            "until_churn_beside",
             "until_empty_satisfied_unpolled",
             "until_empty_parked_behind_a_guard",
+            "next_empty_parked_behind_a_guard",
             "until_empty_churn_beside",
+            "draining_parked",
+            "shutdown_unready_parked",
         ] {
             if let Some(ns) = estimate(&group, name) {
                 println!("    {name:36} {ns:8.1} ns  {:6.2}x", ns / base);

@@ -341,7 +341,7 @@ impl Drain {
     /// assert_eq!(drain.in_flight(), 1);
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.shared().state.in_flight()
+        self.shared().state.in_flight_near()
     }
 
     /// Whether the pool is draining, that is refusing new work.
@@ -621,7 +621,7 @@ impl Drain {
     /// # drop(guard);
     /// ```
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::from_reading(&self.shared().state.read_shared())
+        Snapshot::from_reading(&self.shared().state.read_near())
     }
 }
 

@@ -11,7 +11,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use crate::pool::state::{self, Entry, Outcome};
-use crate::pool::{Admission, Shared, WaiterKind};
+use crate::pool::{Admission, Shared};
 
 /// A new root pool with one guard in flight.
 fn pool_with_one_in_flight() -> &'static Shared {
@@ -43,9 +43,9 @@ fn last_guard_vs_last_handle_vs_reuse_while_draining() {
         reuse(pool);
         // The new life: one request, and a waiter registered behind it.
         assert_eq!(pool.state.enter(), Entry::Admitted);
-        let reading = pool.register(WaiterKind::Empty);
+        let target = pool.register_empty(true).expect("one in flight");
+        let reading = pool.state.read();
         assert_eq!((reading.in_flight(), reading.started), (1, 1));
-        let target = reading.entries;
         leaver.join().unwrap();
 
         assert!(!pool.emptied_since(target), "woken by the old life's exit");
@@ -60,16 +60,15 @@ fn last_guard_vs_last_handle_vs_reuse_while_draining() {
     });
 }
 
-/// The same race with a predicate waiter: its flag makes every exit do late work, and the
-/// waiter goes (dropping its handle) while the last guard leaves.
+/// The same race with a predicate waiter: its flag makes the next exit do late work (disarm
+/// and wake), and the waiter goes (dropping its handle) while the last guard leaves.
 #[test]
 fn late_wake_of_a_predicate_waiter_vs_last_handle_vs_reuse() {
     loom::model(|| {
         let pool = pool_with_one_in_flight();
-        pool.register(WaiterKind::Change);
+        pool.state.arm_change();
         let leaver = thread::spawn(move || pool.leave(Outcome::Cancelled));
 
-        pool.deregister(WaiterKind::Change);
         pool.release_handle();
         reuse(pool);
         let reading = pool.state.read();
@@ -120,21 +119,20 @@ fn a_waiter_fires_exactly_for_transitions_after_it_registered() {
             state::in_flight(prev) == 1
         });
         let arriver = thread::spawn(move || pool.state.enter());
-        let reading = pool.register(WaiterKind::Empty);
-        let target = (reading.in_flight() > 0).then_some(reading.entries);
+        let target = pool.register_empty(true);
         let emptied = leaver.join().unwrap();
         arriver.join().unwrap();
 
         let fired = target.map(|t| pool.emptied_since(t));
-        match (reading.entries, reading.in_flight()) {
+        match target {
             // Registered before both: fires iff the leaver emptied the pool, which it
-            // publishes because it saw the waiter's flag.
-            (1, 1) => assert_eq!(fired, Some(emptied), "lost or spurious wake-up"),
+            // publishes because it saw the waiter's flag (its shard had no allotment for it).
+            Some(1) => assert_eq!(fired, Some(emptied), "lost or spurious wake-up"),
             // Between the leaver and the arriver: ready at once.
-            (1, 0) => assert_eq!(fired, None),
+            None => {}
             // After the arriver: any transition came before registration: never fires.
-            (2, _) => assert_eq!(fired, Some(false), "fired for an earlier transition"),
-            other => panic!("impossible reading {other:?}"),
+            Some(2) => assert_eq!(fired, Some(false), "fired for an earlier transition"),
+            other => panic!("impossible target {other:?}"),
         }
     });
 }
@@ -149,12 +147,12 @@ fn the_last_exit_is_never_missed_by_a_registering_waiter() {
         let leavers: Vec<_> = (0..2)
             .map(|_| thread::spawn(move || pool.leave(Outcome::Completed)))
             .collect();
-        let reading = pool.register(WaiterKind::Empty);
+        let target = pool.register_empty(true);
         for leaver in leavers {
             leaver.join().unwrap();
         }
-        if reading.in_flight() > 0 {
-            assert!(pool.emptied_since(reading.entries), "lost wake-up");
+        if let Some(target) = target {
+            assert!(pool.emptied_since(target), "lost wake-up");
         }
     });
 }
@@ -321,43 +319,100 @@ fn an_exit_during_the_switch_is_never_missed_by_the_waiter_behind_it() {
         let pool = pool_with_one_in_flight();
         let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
         pool.start_draining();
-        let reading = pool.register(WaiterKind::Empty);
+        let target = pool.register_empty(true);
         leaver.join().unwrap();
-        if reading.in_flight() > 0 {
-            assert!(pool.emptied_since(reading.entries), "lost wake-up");
+        if let Some(target) = target {
+            assert!(pool.emptied_since(target), "lost wake-up");
         }
         assert_eq!(pool.state.read().in_flight(), 0);
     });
 }
 
-/// Waiters come and go while a snapshot folds and an entry arrives: the shards open only
-/// when nobody needs the exact count, and the count stays whole.
+/// A predicate waiter arms (and takes its snapshot) while a snapshot folds and a request
+/// enters and leaves: if the waiter's snapshot missed a change, a change after the arming
+/// disarmed it (and so woke it); the shards open again once it is disarmed; the count stays
+/// whole.
 #[test]
-fn waiters_coming_and_going_vs_a_snapshot_vs_an_entry() {
+fn an_armed_predicate_waiter_never_misses_a_change_and_lets_the_shards_open() {
     loom::model(|| {
         let pool = Shared::acquire(None);
         let waiter = thread::spawn(move || {
-            let reading = pool.register(WaiterKind::Change);
-            assert_eq!(
-                reading.word & state::CHANGE_WATCHERS,
-                state::CHANGE_WATCHERS
-            );
-            pool.deregister(WaiterKind::Change);
+            pool.state.arm_change();
+            pool.state.read_shared()
         });
         let entrant = thread::spawn(move || {
             if pool.state.enter() == Entry::AdmittedChanged {
-                pool.changed.notify_waiters();
+                pool.changed_now();
             }
             pool.leave(Outcome::Completed);
         });
         let seen = pool.state.read();
         assert!(seen.in_flight() <= 1 && seen.started <= 1);
-        waiter.join().unwrap();
+        let looked = waiter.join().unwrap();
         entrant.join().unwrap();
         let end = pool.state.read();
         assert_eq!((end.in_flight(), end.started), (0, 1));
-        assert_eq!(end.word & state::LATE_WORK, 0, "a waiter flag left behind");
-        assert!(pool.state.is_sharded(), "the shards stayed closed");
+        let missed = looked != end;
+        let armed = end.word & state::CHANGE_WATCHERS != 0;
+        if missed {
+            assert!(
+                !armed,
+                "a change after the arming left it armed: a lost wake-up"
+            );
+        }
+        assert_eq!(
+            pool.state.is_sharded(),
+            !armed,
+            "closed though disarmed, or open while armed"
+        );
+    });
+}
+
+/// An empty-waiter behind a guard leaves the shards open, with floors: a request entering
+/// and leaving on one thread counts in its shard, the guard leaving on another meets its
+/// shard's floor and leaves through the word, and the transition to empty is published.
+#[test]
+fn an_empty_waiter_keeps_the_shards_open_and_sees_the_guard_leave_elsewhere() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        let target = pool.register_empty(true).expect("one in flight");
+        assert!(pool.state.is_sharded(), "a waiter closed the shards");
+        let entrant = thread::spawn(move || {
+            assert_eq!(pool.state.enter(), Entry::Admitted);
+            pool.leave(Outcome::Completed);
+        });
+        let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
+        entrant.join().unwrap();
+        leaver.join().unwrap();
+        assert_eq!(pool.state.read().in_flight(), 0);
+        assert!(pool.emptied_since(target), "lost wake-up");
+    });
+}
+
+/// A second empty-waiter registers while the shards are open with floors, racing the guard's
+/// exit (which empties the pool through the word) and a new guard: its target comes from the
+/// shards' clock without a fold, and it fires exactly for the transitions after it.
+#[test]
+fn a_waiter_registering_without_a_fold_fires_exactly_for_later_transitions() {
+    loom::model(|| {
+        let pool = pool_with_one_in_flight();
+        let first = pool.register_empty(true).expect("one in flight");
+        let cycler = thread::spawn(move || {
+            pool.leave(Outcome::Completed);
+            assert_eq!(pool.state.enter(), Entry::Admitted);
+        });
+        let second = pool.register_empty(true);
+        cycler.join().unwrap();
+        assert!(pool.emptied_since(first), "lost wake-up");
+        match second {
+            // Before the exit: its transition is this waiter's.
+            Some(1) => assert!(pool.emptied_since(1)),
+            // Between the exit and the new guard: ready at once.
+            None => {}
+            // After the new guard: the transition was earlier, and must not fire it.
+            Some(2) => assert!(!pool.emptied_since(2), "fired for an earlier transition"),
+            other => panic!("impossible target {other:?}"),
+        }
     });
 }
 
@@ -405,8 +460,8 @@ fn a_shared_read_racing_a_fold_never_counts_twice_or_misses() {
     loom::model(|| {
         let pool = pool_with_one_in_flight();
         let switcher = thread::spawn(move || {
-            pool.register(WaiterKind::Change);
-            pool.deregister(WaiterKind::Change);
+            pool.state.arm_change();
+            pool.changed_now();
         });
         let leaver = thread::spawn(move || pool.leave(Outcome::Completed));
         let seen = pool.state.read_shared();

@@ -15,7 +15,6 @@ use pin_project_lite::pin_project;
 use tokio::sync::futures::Notified;
 
 use crate::drain::Drain;
-use crate::pool::WaiterKind;
 use crate::snapshot::Snapshot;
 
 pin_project! {
@@ -34,7 +33,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if this.target.is_some() {
-                this.drain.shared().deregister(WaiterKind::Empty);
+                this.drain.shared().deregister_empty();
             }
         }
     }
@@ -44,8 +43,8 @@ impl EmptyWait {
     fn new(drain: Drain, ready_if_empty: bool) -> Self {
         let shared = drain.shared();
         let notified = shared.emptied.notified();
-        // Empty now, by the word alone: no registration. While the shards are open only a fold
-        // can tell, and registering below folds once.
+        // Empty now, by the word alone: no registration. While the shards are open only the
+        // registration can tell.
         if ready_if_empty && shared.state.exact_in_flight() == Some(0) {
             return Self {
                 drain,
@@ -53,19 +52,7 @@ impl EmptyWait {
                 notified,
             };
         }
-        let reading = shared.register(WaiterKind::Empty);
-        // An exit that empties the pool after the registration point saw `attempts >=
-        // reading.entries`, and one that emptied it before saw fewer, since some entry came
-        // after it (the pool was not empty at registration). If it was empty, the next
-        // transition needs one more entry first.
-        let target = match (reading.in_flight(), ready_if_empty) {
-            (0, true) => {
-                shared.deregister(WaiterKind::Empty);
-                None
-            }
-            (0, false) => Some(reading.entries + 1),
-            _ => Some(reading.entries),
-        };
+        let target = shared.register_empty(ready_if_empty);
         Self {
             drain,
             target,
@@ -80,7 +67,7 @@ impl EmptyWait {
             // Enable first: a transition published after the check below notifies us.
             this.notified.as_mut().enable();
             if shared.emptied_since(target) {
-                shared.deregister(WaiterKind::Empty);
+                shared.deregister_empty();
                 *this.target = None;
                 break;
             }
@@ -207,33 +194,22 @@ pin_project! {
     pub struct Until<P> {
         drain: Drain,
         predicate: P,
-        registered: bool,
+        done: bool,
         // The predicate has been checked since `notified` was made: poll `notified` before
         // checking again, so each wake-up costs one call of the predicate, not two.
         checked: bool,
         #[pin]
         notified: Notified<'static>,
     }
-
-    impl<P> PinnedDrop for Until<P> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if *this.registered {
-                this.drain.shared().deregister(WaiterKind::Change);
-            }
-        }
-    }
 }
 
 impl<P> Until<P> {
     pub(crate) fn new(drain: Drain, predicate: P) -> Self {
-        let shared = drain.shared();
-        shared.register(WaiterKind::Change);
         Self {
-            notified: shared.changed.notified(),
+            notified: drain.shared().changed.notified(),
             drain,
             predicate,
-            registered: true,
+            done: false,
             checked: false,
         }
     }
@@ -248,14 +224,17 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Snapshot> {
         let mut this = self.project();
         let shared = this.drain.shared();
-        while *this.registered {
+        while !*this.done {
             if !*this.checked {
-                // Enable first: a change after the snapshot below notifies us.
+                // Enable first, then arm: the first change after the arming disarms and wakes
+                // us, and every change before it is in the snapshot below. Nothing is left
+                // registered: a waiter dropped while armed costs the next change one wake-up
+                // of nobody.
                 this.notified.as_mut().enable();
+                shared.state.arm_change();
                 let snapshot = this.drain.snapshot();
                 if (this.predicate)(&snapshot) {
-                    shared.deregister(WaiterKind::Change);
-                    *this.registered = false;
+                    *this.done = true;
                     return Poll::Ready(snapshot);
                 }
                 *this.checked = true;
@@ -272,7 +251,7 @@ impl<P> fmt::Debug for Until<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Until")
             .field("drain", &self.drain)
-            .field("waiting", &self.registered)
+            .field("done", &self.done)
             .finish_non_exhaustive()
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{state, Shared, WaiterKind};
+use super::{state, Shared};
 use crate::loom::Ordering;
 use crate::trace;
 
@@ -59,7 +59,7 @@ impl Shared {
             if prev & state::DRAINING == 0 {
                 // While draining, the exit that empties the pool must publish `Drained`: an
                 // internal empty-waiter, registered with the flip under the same lock.
-                self.add_waiter(&mut counts, WaiterKind::Empty);
+                self.add_draining_waiter(&mut counts);
             }
             prev
         };
@@ -74,7 +74,7 @@ impl Shared {
         );
         self.draining.notify_waiters();
         if prev & state::CHANGE_WATCHERS != 0 {
-            self.changed.notify_waiters();
+            self.changed_now();
         }
         self.refresh_phase();
         for child in control.children.values() {
@@ -99,7 +99,7 @@ impl Shared {
             let mut counts = self.lock_waiters();
             let prev = self.state.resume();
             if prev & state::DRAINING != 0 {
-                self.remove_waiter(&mut counts, WaiterKind::Empty);
+                self.remove_waiter(&mut counts);
             }
             prev
         };
@@ -117,7 +117,7 @@ impl Shared {
             self.resumed.notify_waiters();
         }
         if was_draining && prev & state::CHANGE_WATCHERS != 0 {
-            self.changed.notify_waiters();
+            self.changed_now();
         }
         self.refresh_phase();
         if was_draining {

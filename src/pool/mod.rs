@@ -85,7 +85,7 @@ use crate::snapshot::Phase;
 use crate::trace;
 
 use self::control::Control;
-pub(crate) use self::state::{Entry, Outcome, Reading, State};
+pub(crate) use self::state::{Entry, Outcome, State};
 
 /// Whether an entry is refused while the pool drains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,18 +96,15 @@ pub(crate) enum Admission {
     UnlessDraining,
 }
 
-/// Which kind of waiter registers, and so which flag it needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum WaiterKind {
-    Empty,
-    Change,
-}
-
-/// Registered waiters, by the flag that tells exits to wake them.
+/// The registered empty-waiters: `until_empty`/`next_empty` futures, and a draining pool's
+/// own.
 #[derive(Debug, Default)]
 struct WaiterCounts {
     empty: usize,
-    change: usize,
+    /// The highest target among them (`u64::MAX` for a draining pool's own, which is never
+    /// satisfied): once a transition to empty at or above it is published, none of them needs
+    /// another, and `EMPTY` is cleared until the next registration.
+    until: u64,
 }
 
 /// The shared state behind every clone of a `Drain` and every `Guard`.
@@ -120,13 +117,13 @@ pub(crate) struct Shared {
     parent: AtomicU32,
     /// Held by late exits while they write, and by the recycler while it resets (see above).
     life: Mutex<()>,
-    /// Guards the waiter counts, so a count and its flag in the word change together.
+    /// Guards the empty-waiter counts, so a count and its flag in the word change together.
     waiters: Mutex<WaiterCounts>,
     /// The entry clock at the latest transition to empty published for waiters. Never reset.
     emptied_at: AtomicU64,
     /// Woken when the count reaches zero while `EMPTY_WAITERS` is set.
     pub(crate) emptied: Notify,
-    /// Woken on every change while `CHANGE_WATCHERS` is set.
+    /// Woken by the first change after a predicate waiter armed `CHANGE_WATCHERS`.
     pub(crate) changed: Notify,
     /// Woken when draining begins.
     pub(crate) draining: Notify,
@@ -303,7 +300,7 @@ impl Shared {
     ) -> Result<(), Rejected> {
         match entry {
             Entry::Admitted => {}
-            Entry::AdmittedChanged => self.changed.notify_waiters(),
+            Entry::AdmittedChanged => self.changed_now(),
             // `State::enter` never reports draining; `try_enter` does.
             Entry::Draining => return Err(self.refused(Rejected::draining())),
             Entry::Full => return Err(self.refused(Rejected::full())),
@@ -328,9 +325,22 @@ impl Shared {
     #[cold]
     fn refused(&self, rejected: Rejected) -> Rejected {
         if self.state.refuse() & state::CHANGE_WATCHERS != 0 {
-            self.changed.notify_waiters();
+            self.changed_now();
         }
         rejected
+    }
+
+    /// A change that found the predicate waiters armed: disarms them and, if this call did,
+    /// wakes them. They arm again once they have looked (`Until`), so a waiter costs the
+    /// requests one wake-up per look, however many changes come in between.
+    ///
+    /// Harmless to any life (rule 2 above): clearing the flag and waking can only cost a
+    /// waiter of a later life a spurious wake-up, after which it looks and arms again.
+    #[cold]
+    pub(crate) fn changed_now(&self) {
+        if self.state.disarm_change() {
+            self.changed.notify_waiters();
+        }
     }
 
     /// Takes one request out of the pool, and out of every ancestor, and carries out what each
@@ -396,32 +406,41 @@ impl Shared {
             return;
         }
         let publish = emptied && prev & state::EMPTY_WAITERS != 0;
-        let wake_watchers = prev & state::CHANGE_WATCHERS != 0;
-        if !publish && !wake_watchers {
-            return;
-        }
-        {
-            let _life = self.lock_life();
-            let at = self.state.extend_recent(state::entries_low(prev));
-            if at <= self.state.base() {
-                // This exit's life is over: the memory is someone else's now.
-                return;
-            }
-            if publish {
+        if publish {
+            let at = {
+                let _life = self.lock_life();
+                let at = self.state.extend_recent(state::entries_low(prev));
+                if at <= self.state.base() {
+                    // This exit's life is over: the memory is someone else's now.
+                    return;
+                }
                 // Release: pairs with the Acquire load in `emptied_since`; the exit's Release
                 // read-modify-write already ordered the request's effects before this point.
                 self.emptied_at.fetch_max(at, Ordering::Release);
-            }
-        }
-        // After the lock: harmless to any life (rule 2), and no waker runs under our lock.
-        if publish {
+                at
+            };
+            // After the lock: harmless to any life (rule 2), and no waker runs under our lock.
             // After the publication, so a waiter that checks before it is woken by it.
             self.emptied.notify_waiters();
             // Draining pools register an empty-waiter, so this is where `Drained` begins.
             self.refresh_phase();
+            self.satisfied(at);
         }
-        if wake_watchers {
-            self.changed.notify_waiters();
+        if prev & state::CHANGE_WATCHERS != 0 {
+            self.changed_now();
+        }
+    }
+
+    /// After a transition to empty at `at` was published: if it satisfies every registered
+    /// empty-waiter, none needs the next one, so `EMPTY` is cleared and the shards open without
+    /// floors, while the waiters wait to be polled or dropped. A waiter registered after the
+    /// transition has a higher target, and keeps it set.
+    ///
+    /// Harmless to any life: a later life's waiters have targets above this life's clock.
+    fn satisfied(&self, at: u64) {
+        let counts = self.lock_waiters();
+        if counts.empty > 0 && counts.until <= at {
+            self.state.set_flag(state::EMPTY_WAITERS, false);
         }
     }
 
@@ -431,35 +450,56 @@ impl Shared {
         self.emptied_at.load(Ordering::Acquire) >= target
     }
 
-    /// Registers a waiter and returns the reading at its registration point: every exit after
-    /// that point sees the waiter's flag, and every exit before it is in the reading.
-    pub(crate) fn register(&self, kind: WaiterKind) -> Reading {
+    /// Registers an empty-waiter, unless `ready_if_empty` and the pool is empty: returns its
+    /// target, the entry clock that a published transition to empty must reach to complete it,
+    /// or `None` if it is ready at once.
+    ///
+    /// Every exit that empties the pool after the registration point sees the flag and
+    /// publishes a clock at or above the one read there; every transition before it, if the
+    /// pool was not empty there, has a lower clock (some entry came after it). If it was
+    /// empty, the next transition needs one more entry first.
+    pub(crate) fn register_empty(&self, ready_if_empty: bool) -> Option<u64> {
         let mut counts = self.lock_waiters();
-        self.add_waiter(&mut counts, kind);
-        // A load after the flag is set (by us or, under this lock, by an earlier waiter).
-        self.state.read()
-    }
-
-    /// Undoes one `register`.
-    pub(crate) fn deregister(&self, kind: WaiterKind) {
-        let mut counts = self.lock_waiters();
-        self.remove_waiter(&mut counts, kind);
-    }
-
-    fn add_waiter(&self, counts: &mut WaiterCounts, kind: WaiterKind) {
-        let (count, flag) = counts.slot(kind);
-        *count += 1;
-        if *count == 1 {
-            self.state.set_flag(flag, true);
+        let (entries, empty) = self.state.watch_empty();
+        let target = match (empty, ready_if_empty) {
+            (true, true) => None,
+            (true, false) => Some(entries + 1),
+            (false, _) => Some(entries),
+        };
+        match target {
+            Some(target) => {
+                counts.empty += 1;
+                counts.until = counts.until.max(target);
+            }
+            // Set for nothing: cleared unless another waiter still counts on it.
+            None if counts.empty == 0 => {
+                self.state.set_flag(state::EMPTY_WAITERS, false);
+            }
+            None => {}
         }
+        target
     }
 
-    fn remove_waiter(&self, counts: &mut WaiterCounts, kind: WaiterKind) {
-        let (count, flag) = counts.slot(kind);
-        debug_assert!(*count > 0, "removing a waiter that is not registered");
-        *count -= 1;
-        if *count == 0 {
-            self.state.set_flag(flag, false);
+    /// Undoes one `register_empty` that returned a target.
+    pub(crate) fn deregister_empty(&self) {
+        let mut counts = self.lock_waiters();
+        self.remove_waiter(&mut counts);
+    }
+
+    /// A draining pool's own empty-waiter, which is never satisfied: every transition to empty
+    /// publishes `Drained`, until `resume`.
+    fn add_draining_waiter(&self, counts: &mut WaiterCounts) {
+        counts.empty += 1;
+        counts.until = u64::MAX;
+        self.state.set_flag(state::EMPTY_WAITERS, true);
+    }
+
+    fn remove_waiter(&self, counts: &mut WaiterCounts) {
+        debug_assert!(counts.empty > 0, "removing a waiter that is not registered");
+        counts.empty -= 1;
+        if counts.empty == 0 {
+            counts.until = 0;
+            self.state.set_flag(state::EMPTY_WAITERS, false);
         }
     }
 
@@ -495,15 +535,6 @@ impl Shared {
                 in_flight = self.state.in_flight(),
                 "phase changed"
             );
-        }
-    }
-}
-
-impl WaiterCounts {
-    fn slot(&mut self, kind: WaiterKind) -> (&mut usize, u64) {
-        match kind {
-            WaiterKind::Empty => (&mut self.empty, state::EMPTY_WAITERS),
-            WaiterKind::Change => (&mut self.change, state::CHANGE_WATCHERS),
         }
     }
 }

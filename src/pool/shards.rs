@@ -15,7 +15,7 @@
 //! ```text
 //!  63                          32 31                    1       0
 //! +------------------------------+-----------------------+--------+
-//! | in flight (wrapping, signed) | entries since opened  | CLOSED |
+//! | held (in flight + allotment) | entries since opened  | CLOSED |
 //! +------------------------------+-----------------------+--------+
 //! ```
 //!
@@ -23,10 +23,24 @@
 //!   exit is a compare-and-swap of a word it saw open, so none can land in a closed shard: the
 //!   swap that closes a shard takes everything it will ever hold until it opens again.
 //! - entries: admitted here since the shard opened, at most `ENTRIES_CAP`.
-//! - in flight: entries here less exits here. A guard may leave on another worker than the one
-//!   it entered on, so a shard's count may go below zero; only the sum over the shards and the
-//!   word means anything. It sits at the top so that going below zero borrows out of the word,
-//!   not into the entries.
+//! - held: entries here less exits here, plus the shard's *allotment*, which every shard gets
+//!   when the shards open (`Shards::open`). A guard may leave on another worker than the one
+//!   it entered on, so a shard's count of its own may go below zero, but never below minus
+//!   its allotment: an exit that finds the field at zero is refused (`Exited::Floor`) and
+//!   leaves through the word instead, after a fold (`State::exit_at_floor`). Only the sum
+//!   over the shards and the word means anything.
+//!
+//! The allotment is what lets a waiter for the empty pool leave the shards open. With nobody
+//! waiting, it is `UNFLOORED`, so large that no exit ever meets the floor. With a waiter, the
+//! shards open only while the word holds `n >= 1` requests, and each gets `(n - 1) / shards`:
+//! then the count is at least `n - shards * allotment >= 1` whatever the shards do, so the
+//! pool can only become empty through the word, where the exit that empties it sees the
+//! waiter's flag.
+//!
+//! Every `REPORT_EVERY` changes (entries and exits) counted in a shard, the shard adds one to
+//! the pool's `reported` counter, on a cache line of its own. A read inside a request keeps a
+//! reading of the other shards per thread and uses it again while that counter stands still
+//! (`State::read_near`): the changes it can miss are fewer than `REPORT_EVERY` per shard.
 //!
 //! A worker is a thread: each thread takes the next shard, round robin, the first time it
 //! counts anything, and keeps it. Threads beyond the number of shards share one, which is
@@ -41,6 +55,11 @@ const ENTRY_ONE: u64 = 1 << 1;
 const IN_FLIGHT_SHIFT: u32 = 32;
 const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
 const ENTER: u64 = ENTRY_ONE | IN_FLIGHT_ONE;
+
+/// The allotment of shards opened with nobody waiting for the empty pool: 2^30 exits beyond a
+/// shard's entries before its floor, which no fold interval reaches in practice. With the
+/// entries cap on top it stays below 2^31, so the field never overflows.
+pub(super) const UNFLOORED: u64 = 1 << 30;
 
 /// The most shards a pool has: folding costs one swap per shard.
 const MAX_SHARDS: usize = 64;
@@ -57,7 +76,19 @@ pub(super) const ENTRIES_AT_CAP: u32 = ENTRIES_CAP as u32;
 /// The entries field's bit that the cap sets: one test finds a closed or a full shard.
 const FULL: u64 = ENTRIES_CAP * ENTRY_ONE;
 
-/// What a shard made of an entry or an exit.
+/// What a shard made of an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exited {
+    /// Counted in the shard.
+    Here,
+    /// The shard is closed: count it in the word.
+    Closed,
+    /// The shard is at its floor: it has no allotment left for another exit (see the module
+    /// docs). Fold, then count it in the word.
+    Floor,
+}
+
+/// What a shard made of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Counted {
     /// Counted in the shard.
@@ -68,14 +99,31 @@ pub(super) enum Counted {
     Full,
 }
 
-/// One shard: a word on a cache line of its own.
-type Shard = CachePadded<AtomicU64>;
+/// Changes counted in one shard between two reports (see the module docs). A power of two: a
+/// report costs the request path one shared write per this many changes, and a reading kept
+/// by a reader is refreshed once per report.
+pub(super) const REPORT_EVERY: u64 = 1024;
+
+/// One shard: a word on a cache line of its own, and where it reports.
+pub(super) type Shard = CachePadded<Cell>;
+
+/// What a shard's cache line holds.
+#[derive(Debug)]
+pub(super) struct Cell {
+    pub(super) word: AtomicU64,
+    /// The pool's `Shards::reported`, beside the word so that a report needs no other line
+    /// to find it.
+    reported: &'static AtomicU64,
+}
 
 /// A pool's shards, made the first time its memory serves as a root pool and kept for good
 /// (leaked, like the pool's memory, so that a thread can keep a plain reference to its own).
 #[derive(Debug)]
 pub(super) struct Shards {
     cells: &'static [Shard],
+    /// Reports of `REPORT_EVERY` changes, from all the shards: it moves once per that many
+    /// changes of one shard, so readers can tell cheaply that their reading is still close.
+    reported: &'static CachePadded<AtomicU64>,
 }
 
 /// What the open shards hold, summed without closing them (`Shards::sum`).
@@ -83,8 +131,11 @@ pub(super) struct Shards {
 pub(super) struct Summed {
     /// Entries admitted in the shards since they opened.
     pub(super) entries: u64,
-    /// Requests in flight counted in the shards, which may be negative (see `Folded`).
+    /// Requests in flight counted in the shards, less their allotments: may be negative (see
+    /// `Folded`).
     pub(super) in_flight: i64,
+    /// The word of the shard the sum was asked to note (the reader's own), as it was read.
+    pub(super) noted: u64,
 }
 
 /// What a fold took out of the shards.
@@ -92,9 +143,9 @@ pub(super) struct Summed {
 pub(super) struct Folded {
     /// Entries admitted in the shards, below 2^31.
     pub(super) entries: u32,
-    /// Requests in flight counted in the shards, which may be negative: guards that entered
-    /// before the shards opened may have left through them.
-    pub(super) in_flight: i32,
+    /// Requests in flight counted in the shards, less their allotments, which may be
+    /// negative: guards that entered before the shards opened may have left through them.
+    pub(super) in_flight: i64,
 }
 
 /// This thread's shard of the pool whose shards live in `cell`, if it has any.
@@ -138,9 +189,10 @@ pub(super) fn local(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard
 
 /// Counts an entry in `shard` if it is open and below its cap.
 #[inline(always)]
-pub(super) fn enter(shard: &AtomicU64) -> Counted {
+pub(super) fn enter(shard: &Shard) -> Counted {
+    let cell = &**shard;
     // Relaxed: a first guess, which the swap checks.
-    let mut word = shard.load(Ordering::Relaxed);
+    let mut word = cell.word.load(Ordering::Relaxed);
     loop {
         if word & (CLOSED | FULL) != 0 {
             return if word & CLOSED != 0 {
@@ -151,50 +203,101 @@ pub(super) fn enter(shard: &AtomicU64) -> Counted {
         }
         // Relaxed: as the word's own entries (`State::admit`), an entry publishes nothing,
         // and the fold that closes this shard reads it whatever the order.
-        match shard.compare_exchange_weak(
+        match cell.word.compare_exchange_weak(
             word,
-            // Wrapping: the in-flight field may sit below zero (see the module docs).
-            word.wrapping_add(ENTER),
+            word + ENTER,
             Ordering::Relaxed,
             Ordering::Relaxed,
         ) {
-            Ok(_) => return Counted::Here,
+            Ok(_) => {
+                cell.count_change(word + ENTER);
+                return Counted::Here;
+            }
             Err(now) => word = now,
         }
     }
 }
 
-/// Counts an exit in `shard` if it is open. Returns false if it is closed.
+/// Counts an exit in `shard` if it is open and above its floor.
 #[inline(always)]
-pub(super) fn exit(shard: &AtomicU64) -> bool {
+pub(super) fn exit(shard: &Shard) -> Exited {
+    let cell = &**shard;
     // Relaxed: a first guess, which the swap checks.
-    let mut word = shard.load(Ordering::Relaxed);
-    while word & CLOSED == 0 {
+    let mut word = cell.word.load(Ordering::Relaxed);
+    loop {
+        if word & CLOSED != 0 {
+            return Exited::Closed;
+        }
+        if word < IN_FLIGHT_ONE {
+            return Exited::Floor;
+        }
         // Release: everything the request did happens-before the fold that closes this
         // shard (its swap is Acquire), and so before any waiter that reads the word the
         // fold writes.
-        match shard.compare_exchange_weak(
+        match cell.word.compare_exchange_weak(
             word,
-            word.wrapping_sub(IN_FLIGHT_ONE),
+            word - IN_FLIGHT_ONE,
             Ordering::Release,
             Ordering::Relaxed,
         ) {
-            Ok(_) => return true,
+            Ok(_) => {
+                cell.count_change(word - IN_FLIGHT_ONE);
+                return Exited::Here;
+            }
             Err(now) => word = now,
         }
     }
-    false
+}
+
+impl Cell {
+    /// Reports every `REPORT_EVERY`th change, given the word this change wrote. Twice the
+    /// entries less the held field grows by exactly one with each entry and each exit, so it
+    /// is a change counter that needs no room of its own in the word.
+    #[inline(always)]
+    fn count_change(&self, word: u64) {
+        if changes(word) & (REPORT_EVERY - 1) == 0 {
+            self.report();
+        }
+    }
+
+    /// The pool's reports so far (see the module docs), found through this shard.
+    #[inline(always)]
+    pub(super) fn reported(&self) -> u64 {
+        // Relaxed: see `report`.
+        self.reported.load(Ordering::Relaxed)
+    }
+
+    #[cold]
+    fn report(&self) {
+        // Relaxed: a hint that readings kept elsewhere are getting old; it orders nothing,
+        // and a reader that sees it late misses a few more changes, as its bound allows.
+        self.reported.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The word a shard's change wrote, as a change count: see `Cell::count_change`.
+#[inline(always)]
+pub(super) fn changes(word: u64) -> u64 {
+    (word & ENTRIES_MASK).wrapping_sub(word >> IN_FLIGHT_SHIFT)
 }
 
 impl Shards {
     /// Closed shards, one per worker of this machine, doubled so that a few extra threads
     /// (the blocking pool, the main thread) rarely share one with a worker.
     pub(super) fn new() -> Self {
+        let reported: &'static CachePadded<AtomicU64> =
+            Box::leak(Box::new(CachePadded::new(AtomicU64::new(0))));
         let cells: Box<[Shard]> = (0..shard_count())
-            .map(|_| CachePadded::new(AtomicU64::new(CLOSED)))
+            .map(|_| {
+                CachePadded::new(Cell {
+                    word: AtomicU64::new(CLOSED),
+                    reported,
+                })
+            })
             .collect();
         Self {
             cells: Box::leak(cells),
+            reported,
         }
     }
 
@@ -204,9 +307,14 @@ impl Shards {
         &self.cells[crate::loom::worker_index() & (self.cells.len() - 1)]
     }
 
-    /// Closes every shard and returns what they held. The caller holds the pool's mode lock
-    /// and has seen the shards open.
-    pub(super) fn close(&self) -> Folded {
+    /// How many shards there are: what the allotments are divided by.
+    pub(super) fn len(&self) -> u64 {
+        self.cells.len() as u64
+    }
+
+    /// Closes every shard and returns what they held, less the `allotment` each was opened
+    /// with. The caller holds the pool's mode lock and has seen the shards open.
+    pub(super) fn close(&self, allotment: u64) -> Folded {
         let mut folded = Folded {
             entries: 0,
             in_flight: 0,
@@ -214,59 +322,77 @@ impl Shards {
         for shard in self.cells.iter() {
             // AcqRel: Acquire so that every exit counted here happens-before the fold's write
             // of the word; Release orders the close after the caller's earlier writes.
-            let word = shard.swap(CLOSED, Ordering::AcqRel);
+            let word = shard.word.swap(CLOSED, Ordering::AcqRel);
             debug_assert_eq!(word & CLOSED, 0, "closing a closed shard");
-            // The entries cap keeps the sum below 2^31; the in-flight sum wraps like the
-            // fields it adds.
-            folded.entries += ((word & ENTRIES_MASK) >> 1) as u32;
-            folded.in_flight = folded.in_flight.wrapping_add(in_flight(word));
+            // The entries cap keeps the sum below 2^31.
+            folded.entries += entries(word) as u32;
+            folded.in_flight += held(word) - allotment as i64;
         }
         folded
     }
 
-    /// What the shards hold, read one by one while they stay open: a sum that is exact only if
-    /// nothing enters or leaves meanwhile (see `State::read_shared`).
-    pub(super) fn sum(&self) -> Summed {
+    /// What the shards hold, less the `allotment` they were opened with, read one by one while
+    /// they stay open: a sum that is exact only if nothing enters or leaves meanwhile (see
+    /// `State::read_shared`).
+    pub(super) fn sum(&self, allotment: u64, noted: Option<&Shard>) -> Summed {
         let mut summed = Summed {
             entries: 0,
             in_flight: 0,
+            noted: 0,
         };
         for shard in self.cells.iter() {
             // Acquire: pairs with the Release exits, so requests seen gone have finished.
-            let word = shard.load(Ordering::Acquire);
-            summed.entries += (word & ENTRIES_MASK) >> 1;
-            summed.in_flight += i64::from(in_flight(word));
+            let word = shard.word.load(Ordering::Acquire);
+            summed.entries += entries(word);
+            summed.in_flight += held(word) - allotment as i64;
+            if noted.is_some_and(|noted| std::ptr::eq(noted, shard)) {
+                summed.noted = word;
+            }
         }
         summed
+    }
+
+    /// The reports of all the shards so far (see the module docs).
+    pub(super) fn reported(&self) -> u64 {
+        // Relaxed: see `Cell::report`.
+        self.reported.load(Ordering::Relaxed)
     }
 
     /// Puts this thread's shard at its cap, as if `ENTRIES_AT_CAP` requests had entered and
     /// were in flight.
     #[cfg(all(test, not(loom)))]
     pub(super) fn fill_local_for_test(&self) {
-        let word = (ENTRIES_CAP * ENTER) & !CLOSED;
+        let word = (ENTRIES_CAP * ENTER + UNFLOORED * IN_FLIGHT_ONE) & !CLOSED;
         // The test's own three entries are replaced: they were in this shard too.
-        self.local().store(word, Ordering::Relaxed);
+        self.local().word.store(word, Ordering::Relaxed);
     }
 
-    /// Opens every shard, empty. The caller holds the pool's mode lock, has set `SHARDED` in
-    /// the word, and has seen the shards closed.
-    pub(super) fn open(&self) {
+    /// Opens every shard, empty but for its `allotment`. The caller holds the pool's mode
+    /// lock, has set `SHARDED` in the word, and has seen the shards closed.
+    pub(super) fn open(&self, allotment: u64) {
         for shard in self.cells.iter() {
             // Relaxed: a closed shard holds nothing and nobody writes it; entries and exits
             // that see it open need nothing else from this thread. The next fold reads it
             // under the mode lock, after this thread's release of it.
-            shard.store(0, Ordering::Relaxed);
+            shard
+                .word
+                .store(allotment * IN_FLIGHT_ONE, Ordering::Relaxed);
         }
     }
 }
 
 const ENTRIES_MASK: u64 = (1 << IN_FLIGHT_SHIFT) - 2;
 
-/// A shard word's in-flight field, as the signed count it is.
+/// A shard word's entries since the shards opened.
 #[inline(always)]
-fn in_flight(word: u64) -> i32 {
-    (word >> IN_FLIGHT_SHIFT) as u32 as i32
+pub(super) fn entries(word: u64) -> u64 {
+    (word & ENTRIES_MASK) >> 1
+}
+
+/// A shard word's held field: its count plus its allotment, never below zero.
+#[inline(always)]
+pub(super) fn held(word: u64) -> i64 {
+    (word >> IN_FLIGHT_SHIFT) as i64
 }
 
 /// Twice the machine's parallelism, as a power of two between 2 and `MAX_SHARDS`.
@@ -292,12 +418,12 @@ mod tests {
     #[test]
     fn a_shard_counts_below_zero_without_touching_its_entries() {
         let shards = Shards::new();
-        shards.open();
+        shards.open(UNFLOORED);
         let shard = shards.local();
-        assert!(exit(shard));
-        assert!(exit(shard));
+        assert_eq!(exit(shard), Exited::Here);
+        assert_eq!(exit(shard), Exited::Here);
         assert_eq!(enter(shard), Counted::Here);
-        let folded = shards.close();
+        let folded = shards.close(UNFLOORED);
         assert_eq!(
             folded,
             Folded {
@@ -306,19 +432,35 @@ mod tests {
             }
         );
         assert_eq!(enter(shard), Counted::Closed);
-        assert!(!exit(shard), "a closed shard takes no exit");
+        assert_eq!(exit(shard), Exited::Closed, "a closed shard takes no exit");
+    }
+
+    #[test]
+    fn a_shard_refuses_exits_beyond_its_allotment() {
+        let shards = Shards::new();
+        shards.open(1);
+        let shard = shards.local();
+        assert_eq!(exit(shard), Exited::Here, "the allotment");
+        assert_eq!(exit(shard), Exited::Floor);
+        assert_eq!(enter(shard), Counted::Here);
+        assert_eq!(exit(shard), Exited::Here, "its own entry");
+        assert_eq!(exit(shard), Exited::Floor);
+        let folded = shards.close(1);
+        assert_eq!(folded.in_flight, -1);
     }
 
     #[test]
     fn a_shard_at_a_cap_asks_for_a_fold() {
         let shards = Shards::new();
-        shards.open();
+        shards.open(UNFLOORED);
         let shard = shards.local();
-        shard.store((ENTRIES_CAP - 1) * ENTRY_ONE, Ordering::Relaxed);
+        shard
+            .word
+            .store((ENTRIES_CAP - 1) * ENTRY_ONE, Ordering::Relaxed);
         assert_eq!(enter(shard), Counted::Here, "the last entry below the cap");
         assert_eq!(enter(shard), Counted::Full);
         // Exits are never capped.
-        assert!(exit(shard));
+        assert_eq!(exit(shard), Exited::Here);
     }
 
     #[test]

@@ -12,19 +12,21 @@
 //! ```
 //!
 //! - `DRAIN`: draining; `try_enter` refuses while it is set.
-//! - `EMPTY`: at least one `until_empty`/`next_empty` waiter is registered, so the exit that takes
-//!   the count to zero must publish the transition. Without it, that exit does nothing more.
-//! - `CHANGED`: at least one predicate waiter is registered, so every change must wake it.
+//! - `EMPTY`: at least one `until_empty`/`next_empty` waiter may still need the next transition
+//!   to empty, so the exit that takes the count to zero must publish it. Without it, that exit
+//!   does nothing more. The shards may stay open under it, with floors that keep every
+//!   transition to empty in the word (see `shards.rs`).
+//! - `CHANGED`: a predicate waiter is armed: the next change must wake it, and disarms it
+//!   (`Shared::changed_now`); the waiter arms again when it has looked.
 //! - `DETACH`: every `Drain` handle is gone; the exit that takes the count to zero recycles the
 //!   pool's memory (see `super`).
 //! - `SHARDED`: the shards are open (or being folded), and the count is the word's *plus* the
-//!   shards'. The word alone then means nothing: exits that find their shard closed, and
-//!   cancellations (which are counted under a lock and leave through the word), lower it
-//!   with wrapping arithmetic, perhaps below zero, which the fold that closes the shards makes
-//!   good. Nothing reads the word's count while `SHARDED` is set: no other flag is (each is
-//!   set only after a fold, under the mode lock, and the shards open only while none is), no
-//!   entry is admitted through it (`admit` waits for the switch instead), and every exact
-//!   reading folds first.
+//!   shards'. Only the mode lock's holder changes the word's count then: an entry or exit that
+//!   finds its shard closed (a switch is under way) or at its floor waits for the lock and
+//!   tries again (`admit_slow`, `exit_at_floor`). So the word's count never moves under an open
+//!   shard, and no exit through the word can empty the pool unseen. No flag but `EMPTY` is set
+//!   while `SHARDED` is (each of `EXACT` is set only after a fold, under the mode lock, and the
+//!   shards open only while none is), and every exact reading folds first.
 //! - in flight: 27 bits, of which at most `MAX_IN_FLIGHT` (2^26) are ever used: an entry is
 //!   admitted by a compare-and-swap that checks the limit first, so the field never carries
 //!   into the entries counter.
@@ -57,13 +59,15 @@
 //! compare-and-swap sees `DRAIN`, or is ordered before it and so is in the count a waiter
 //! sees.
 
+mod near;
+
 use std::sync::PoisonError;
 
 use std::sync::OnceLock;
 
 use crate::loom::{fence, AtomicU64, Mutex, MutexGuard, Ordering};
 
-use super::shards::{self, Counted, Folded, Shards, Summed};
+use super::shards::{self, Counted, Exited, Folded, Shards, Summed, UNFLOORED};
 
 pub(crate) const DRAINING: u64 = 1 << 0;
 pub(crate) const EMPTY_WAITERS: u64 = 1 << 1;
@@ -74,8 +78,9 @@ pub(crate) const SHARDED: u64 = 1 << 4;
 const FLAGS: u64 = DRAINING | EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED | SHARDED;
 /// The flags that make an exit do more than its read-modify-write.
 pub(crate) const LATE_WORK: u64 = EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED;
-/// The flags that need the exact count: the shards stay closed while any is set.
-const EXACT: u64 = DRAINING | LATE_WORK;
+/// The flags that need the exact count: the shards stay closed while any is set. `EMPTY` is
+/// not one of them: the floors keep its transitions in the word (see `shards.rs`).
+const EXACT: u64 = DRAINING | CHANGE_WATCHERS | DETACHED;
 
 const IN_FLIGHT_SHIFT: u32 = 5;
 const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
@@ -205,6 +210,9 @@ pub(crate) struct State {
     cancelled: AtomicU64,
     rejected: AtomicU64,
     rare_changes: AtomicU64,
+    /// The allotment the shards were last opened with (`Mode::allotment`), for a lock-free
+    /// reader: written inside a switch, so the `switches` seqlock covers it.
+    allotment: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -221,6 +229,11 @@ struct Mode {
     /// The low 32 bits of the entry clock when the shards last opened: nothing but a fold
     /// moves it while they are open, so a fold compares against it to see a half crossing.
     opened_at: u32,
+    /// Each shard's allotment since they last opened (see `shards.rs`).
+    allotment: u64,
+    /// Whether they opened with floors for an empty-waiter: the count cannot reach zero until
+    /// the mode lock's holder lets it.
+    floored: bool,
 }
 
 impl State {
@@ -236,6 +249,7 @@ impl State {
             cancelled: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             rare_changes: AtomicU64::new(0),
+            allotment: AtomicU64::new(UNFLOORED),
         }
     }
 
@@ -291,19 +305,22 @@ impl State {
     /// Counts an entry on this thread's shard, if the shards are open and it is below its cap:
     /// the request path's entry. Only a root pool's shards ever open (`Mode::may_shard`), so
     /// a caller that gets `true` has no parent to enter, whatever pool it holds; and nobody
-    /// needs to hear of the entry (no flag is set while they are open). Otherwise nothing was
+    /// needs to hear of the entry (no flag but `EMPTY` is set while they are open, and an entry
+    /// never empties the pool). Otherwise nothing was
     /// counted, and the caller enters through the word (`enter_with`, without the shard).
     #[inline(always)]
     pub(crate) fn enter_shard(&self) -> bool {
         shards::local(&self.shards).is_some_and(|shard| shards::enter(shard) == Counted::Here)
     }
 
-    /// Counts a completed request's exit on this thread's shard, if the shards are open (see
-    /// `enter_shard`: then the pool is a root, and nobody needs to hear of the exit).
-    /// Otherwise nothing was counted, and the caller leaves through the word.
+    /// Counts a completed request's exit on this thread's shard, if the shards are open and it
+    /// is above its floor (see `enter_shard`: then the pool is a root, and nobody needs to hear
+    /// of the exit: the floors keep it from emptying the pool). Otherwise nothing was counted,
+    /// and the caller leaves through the word, which sends it to the mode lock if the shards
+    /// are open (`leave`).
     #[inline(always)]
     pub(crate) fn exit_shard(&self) -> bool {
-        shards::local(&self.shards).is_some_and(|shard| shards::exit(shard))
+        shards::local(&self.shards).is_some_and(|shard| shards::exit(shard) == Exited::Here)
     }
 
     /// Counts one more request in flight unless the pool is draining or full, as a root
@@ -431,8 +448,12 @@ impl State {
     pub(crate) fn refuse(&self) -> u64 {
         let mut counts = self.lock_rare();
         counts.rejected += 1;
-        // Relaxed: a count alone, read alone; its writers are serialised by the lock.
+        // Inside the seqlock of the rare counts, as a cancellation is, so that a reading
+        // kept by a reader (`near.rs`) sees one sequence move for either.
+        Self::odd(&self.rare_changes);
+        // Relaxed: published by the seqlock's even step.
         self.rejected.store(counts.rejected, Ordering::Relaxed);
+        Self::even(&self.rare_changes);
         self.load()
     }
 
@@ -457,20 +478,60 @@ impl State {
     #[inline(always)]
     fn leave(&self, sharded: bool) -> u64 {
         if let Some(shard) = shards::local(&self.shards).filter(|_| sharded) {
-            if shards::exit(shard) {
-                // A shard is open, so no flag is set: nobody needs to hear of it.
-                return 0;
+            match shards::exit(shard) {
+                // A shard is open, so no flag but `EMPTY` is set, and its floors keep this
+                // exit from emptying the pool: nobody needs to hear of it.
+                Exited::Here => return 0,
+                Exited::Floor => return self.exit_at_floor(),
+                Exited::Closed => {}
             }
         }
-        // Release: everything the request did happens-before a waiter that observes the count
-        // it leaves (Acquire loads in `read` and in registration), and before the recycling of
-        // the pool, whose Acquire fence pairs with it.
+        // Relaxed: a first guess, which the swap checks.
+        let mut word = self.word.load(Ordering::Relaxed);
+        loop {
+            if word & SHARDED != 0 {
+                // A switch is under way (this thread's shard was closed), or this is a root
+                // pool's exit that did not try its shard: only the mode lock's holder may move
+                // the word's count now.
+                return self.exit_at_floor();
+            }
+            debug_assert!(in_flight(word) > 0, "exit without a matching entry");
+            // Release: everything the request did happens-before a waiter that observes the
+            // count it leaves (Acquire loads in `read` and in registration), and before the
+            // recycling of the pool, whose Acquire fence pairs with it.
+            match self.word.compare_exchange_weak(
+                word,
+                word - IN_FLIGHT_ONE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return word,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// An exit that cannot be counted where it is: its shard is at its floor, or a switch is
+    /// under way. Under the mode lock, once the switch is over: through this thread's shard if
+    /// it is open and has room now; otherwise the shards are folded and the exit counted in the
+    /// exact word, which may then empty the pool where a waiter's flag is seen. Returns the
+    /// word before the exit, or 0 if it went through the shard.
+    #[cold]
+    fn exit_at_floor(&self) -> u64 {
+        let mut mode = self.lock_mode();
+        // Relaxed: only the mode lock's holder sets or clears `SHARDED`.
+        if self.word.load(Ordering::Relaxed) & SHARDED != 0 {
+            let shard = shards::local(&self.shards).expect("`SHARDED` without shards");
+            if shards::exit(shard) == Exited::Here {
+                return 0;
+            }
+            self.close(&mut mode);
+        }
+        // Release: as in `leave`. Exact: the shards are closed, and stay so while we hold the
+        // lock.
         let prev = self.word.fetch_sub(IN_FLIGHT_ONE, Ordering::Release);
-        // While `SHARDED`, the word's count may be anything (see the module docs).
-        debug_assert!(
-            prev & SHARDED != 0 || in_flight(prev) > 0,
-            "exit without a matching entry"
-        );
+        debug_assert!(in_flight(prev) > 0, "exit without a matching entry");
+        self.try_open(&mut mode);
         prev
     }
 
@@ -490,7 +551,7 @@ impl State {
     /// returned) to 64 bits, through a fresh reading. The clock never goes backwards, so the
     /// fresh reading is never behind it.
     pub(crate) fn extend_recent(&self, low: u32) -> u64 {
-        let now = self.read().entries;
+        let now = self.read_shared().entries;
         now - u64::from((now as u32).wrapping_sub(low))
     }
 
@@ -532,14 +593,73 @@ impl State {
         in_flight(self.set_exact(DETACHED)) == 0
     }
 
-    /// Sets one of the flags that need the exact count (`EXACT`), after closing the shards and
-    /// under the mode lock, so that the flag is ordered after the fold and no opening can come
-    /// between them (see the module docs). Returns the word before, whose count is exact.
+    /// Sets a flag after closing the shards and under the mode lock, so that the flag is
+    /// ordered after the fold and no opening can come between them (see the module docs).
+    /// Returns the word before, whose count is exact.
     fn set_exact(&self, flag: u64) -> u64 {
         let mut mode = self.lock_mode();
         self.close(&mut mode);
         // AcqRel: see each caller.
-        self.word.fetch_or(flag, Ordering::AcqRel)
+        let prev = self.word.fetch_or(flag, Ordering::AcqRel);
+        if flag & EXACT == 0 {
+            // `EMPTY` alone: the shards open again at once, with floors.
+            self.try_open(&mut mode);
+        }
+        prev
+    }
+
+    /// Sets `EMPTY` for a waiter and returns the registration point: the entry clock there,
+    /// and whether the pool was empty. Every exit that empties the pool after that point sees
+    /// the flag and publishes its clock, which is at or above the returned one; every
+    /// transition to empty before it has a clock below it, if the pool was not empty.
+    ///
+    /// While the shards are open with floors (another waiter put them there), this folds
+    /// nothing: under the mode lock no transition to empty can happen at all (it would need
+    /// a fold), and the pool is not empty, so the shards' entries summed in the meantime are
+    /// a clock above every earlier transition and at or below every later one. A waiter made
+    /// and dropped in a loop then costs the workers no switch.
+    pub(crate) fn watch_empty(&self) -> (u64, bool) {
+        let mut mode = self.lock_mode();
+        // Relaxed: `SHARDED` and the floors change only under the mode lock, which we hold.
+        if self.word.load(Ordering::Relaxed) & SHARDED != 0 && mode.floored {
+            // AcqRel: as in `set_flag`; the count is not in this word, and needs no reading.
+            self.word.fetch_or(EMPTY_WAITERS, Ordering::AcqRel);
+            // Acquire: as in `read_locked`, before the word.
+            let halves = self.halves.load(Ordering::Acquire);
+            let word = self.word.load(Ordering::Acquire);
+            let shards = self.shards.get().expect("`SHARDED` without shards");
+            let summed = shards.sum(mode.allotment, None);
+            return (extend(halves, entries_low(word)) + summed.entries, false);
+        }
+        self.close(&mut mode);
+        // Acquire: as in `read_locked`, before the word: entries through the word go on
+        // meanwhile, and `extend` allows `halves` to lag the word, never to lead it.
+        let halves = self.halves.load(Ordering::Acquire);
+        // AcqRel: as in `set_flag`.
+        let prev = self.word.fetch_or(EMPTY_WAITERS, Ordering::AcqRel);
+        let entries = extend(halves, entries_low(prev));
+        self.try_open(&mut mode);
+        (entries, in_flight(prev) == 0)
+    }
+
+    /// Arms the predicate waiters: closes the shards, so that every change goes through the
+    /// word, and sets `CHANGED`, so that the first one disarms and wakes them. Returns the
+    /// word before.
+    pub(crate) fn arm_change(&self) -> u64 {
+        // AcqRel (in `set_exact`): a change after this sees the flag; one before it is in the
+        // snapshot the waiter takes next.
+        self.set_exact(CHANGE_WATCHERS)
+    }
+
+    /// Disarms the predicate waiters after a change that saw them armed: returns whether
+    /// this call disarmed them (and so must wake them), and lets the shards open again.
+    #[cold]
+    pub(crate) fn disarm_change(&self) -> bool {
+        // AcqRel: ordered with every entry and exit by the word's modification order, and
+        // before the wake-up that follows, which a re-arming waiter's flag comes after.
+        let prev = self.word.fetch_and(!CHANGE_WATCHERS, Ordering::AcqRel);
+        self.try_open(&mut self.lock_mode());
+        prev & CHANGE_WATCHERS != 0
     }
 
     /// Clears one of `EXACT`, then opens the shards if nothing needs the exact count any more.
@@ -594,7 +714,8 @@ impl State {
     }
 
     /// The word and what the open shards hold, if the shards were open and no switch moved
-    /// counts between the loads (the seqlock on `switches`); `None` otherwise.
+    /// counts between the loads (the seqlock on `switches`); `None` otherwise. The sum notes
+    /// this thread's own shard.
     fn sum_open_shards(&self) -> Option<(u64, Summed)> {
         // Acquire: pairs with the Release store that ends a switch, so the loads below see
         // the shards and the word as that switch left them.
@@ -616,8 +737,11 @@ impl State {
         // count, and one between the first load and the passes would count its entry (in a
         // shard) without its exit.
         let shards = self.shards.get()?;
-        let first = shards.sum();
-        let summed = shards.sum();
+        // Relaxed: inside the seqlock checked below; a switch moves it.
+        let allotment = self.allotment.load(Ordering::Relaxed);
+        let own = shards::local(&self.shards);
+        let first = shards.sum(allotment, own);
+        let summed = shards.sum(allotment, own);
         // Acquire: as above.
         let word_after = self.word.load(Ordering::Acquire);
         // Acquire fence, then a Relaxed load: the seqlock reader's half (see `begin_switch`);
@@ -649,16 +773,22 @@ impl State {
     ///   on other threads, or switches), it reads exactly instead (`read`, which folds under
     ///   the locks).
     pub(crate) fn read_shared(&self) -> Reading {
+        self.read_shared_noting().0
+    }
+
+    /// `read_shared`, and the word of this thread's shard as the reading saw it (0 if the
+    /// reading did not sum the shards).
+    fn read_shared_noting(&self) -> (Reading, u64) {
         for _ in 0..READ_TRIES {
-            if let Some(reading) = self.try_read_shared() {
-                return reading;
+            if let Some(read) = self.try_read_shared() {
+                return read;
             }
             std::hint::spin_loop();
         }
-        self.read()
+        (self.read(), 0)
     }
 
-    fn try_read_shared(&self) -> Option<Reading> {
+    fn try_read_shared(&self) -> Option<(Reading, u64)> {
         // Acquire: pairs with the Release even step of a cancellation (`even`).
         let rare_before = self.rare_changes.load(Ordering::Acquire);
         if rare_before & 1 != 0 {
@@ -666,7 +796,7 @@ impl State {
         }
         // Acquire: as in `read_locked`, before the word.
         let halves = self.halves.load(Ordering::Acquire);
-        let (word, entries_low, in_flight, shard_entries) = match self.sum_open_shards() {
+        let (word, entries_low, in_flight, shard_entries, noted) = match self.sum_open_shards() {
             Some((word, summed)) => {
                 let (entries_low, in_flight) = signed_counts(word);
                 (
@@ -674,6 +804,7 @@ impl State {
                     entries_low,
                     in_flight + summed.in_flight,
                     summed.entries,
+                    summed.noted,
                 )
             }
             None => {
@@ -682,7 +813,7 @@ impl State {
                 if word & SHARDED != 0 {
                     return None;
                 }
-                (word, entries_low(word), in_flight(word) as i64, 0)
+                (word, entries_low(word), in_flight(word) as i64, 0, 0)
             }
         };
         // Relaxed: inside the seqlock checked below.
@@ -699,14 +830,15 @@ impl State {
             // An exit seen without its entry, hidden by another request in flight: retried.
             return None;
         }
-        Some(Reading {
+        let reading = Reading {
             word,
             entries,
             started,
             cancelled,
             rejected,
             in_flight: in_flight as usize,
-        })
+        };
+        Some((reading, noted))
     }
 
     /// A seqlock writer's odd step: the caller is the only writer (it holds the lock that
@@ -788,12 +920,12 @@ impl State {
         let Folded {
             entries,
             in_flight: count,
-        } = shards.close();
+        } = shards.close(mode.allotment);
         // One read-modify-write adds the shards' entries and count and clears `SHARDED`. The
         // count may be negative and the word's below zero; the sum is exact and in range, and
         // wrapping arithmetic over the whole word gives each field its exact value.
         let delta = (u64::from(entries) << ENTRIES_SHIFT)
-            .wrapping_add((i64::from(count) as u64).wrapping_mul(IN_FLIGHT_ONE))
+            .wrapping_add((count as u64).wrapping_mul(IN_FLIGHT_ONE))
             .wrapping_sub(SHARDED);
         // AcqRel: Release hands the shards' exits (acquired by their swaps) on to whoever
         // reads the word; Acquire orders this fold after the word's earlier writes.
@@ -811,8 +943,10 @@ impl State {
     }
 
     /// Opens the shards if this life may shard, they are closed, and nobody needs the exact
-    /// count: no flag is set and the word holds at most half the limit (so that the shards'
-    /// cap keeps the whole pool within it). The caller holds the mode lock.
+    /// count: none of `EXACT` is set and the word holds at most half the limit (so that the
+    /// shards' cap keeps the whole pool within it). With `EMPTY` set, only while the word
+    /// holds at least one request, and with floors (see `shards.rs`). The caller holds the
+    /// mode lock.
     fn try_open(&self, mode: &mut Mode) {
         if !mode.may_shard {
             return;
@@ -820,32 +954,50 @@ impl State {
         let Some(shards) = self.shards.get() else {
             return;
         };
+        let allotment = |word: u64| -> Option<u64> {
+            if word & (EXACT | SHARDED) != 0 || in_flight(word) > MAX_IN_FLIGHT / 2 {
+                return None;
+            }
+            if word & EMPTY_WAITERS == 0 {
+                return Some(UNFLOORED);
+            }
+            // Every shard may take this many exits beyond its entries, and the count stays
+            // at least one: `n - shards * ((n - 1) / shards) >= 1`.
+            (in_flight(word) as u64)
+                .checked_sub(1)
+                .map(|spare| spare / shards.len())
+        };
         // Relaxed: a first guess, which the swap checks.
         let mut word = self.word.load(Ordering::Relaxed);
-        if word & (EXACT | SHARDED) != 0 || in_flight(word) > MAX_IN_FLIGHT / 2 {
+        if allotment(word).is_none() {
             return;
         }
         self.begin_switch();
-        loop {
-            if word & (EXACT | SHARDED) != 0 || in_flight(word) > MAX_IN_FLIGHT / 2 {
+        let opened = loop {
+            let Some(allotment) = allotment(word) else {
                 self.end_switch();
                 return;
-            }
+            };
             // Relaxed: the flags that forbid opening are set only under the mode lock, which
-            // we hold; the swap fails if an entry or exit changed the word meanwhile.
+            // we hold; the swap fails if an entry, exit or a cleared flag changed the word
+            // meanwhile, and the allotment is decided again.
             match self.word.compare_exchange_weak(
                 word,
                 word | SHARDED,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => break allotment,
                 Err(now) => word = now,
             }
-        }
+        };
         // No entry changes the clock while `SHARDED` is set (`admit_slow` waits).
         mode.opened_at = entries_low(word);
-        shards.open();
+        mode.allotment = opened;
+        mode.floored = word & EMPTY_WAITERS != 0;
+        // Relaxed: inside the switch's seqlock, which orders it for lock-free readers.
+        self.allotment.store(opened, Ordering::Relaxed);
+        shards.open(opened);
         self.end_switch();
     }
 }
@@ -971,24 +1123,31 @@ mod tests {
 
         let prev = state.set_flag(EMPTY_WAITERS, true);
         assert_eq!((in_flight(prev), prev & SHARDED), (1, 0), "a waiter folds");
+        assert_ne!(state.load() & SHARDED, 0, "and opens again, with floors");
+        assert!(state.lock_mode().floored);
         state.set_flag(EMPTY_WAITERS, false);
-        assert_ne!(
-            state.load() & SHARDED,
-            0,
-            "open again once the waiter is gone"
-        );
+        assert_ne!(state.load() & SHARDED, 0, "open once the waiter is gone");
 
         let prev = state.start_draining();
         assert_eq!((in_flight(prev), prev & SHARDED), (1, 0), "draining folds");
         state.set_flag(EMPTY_WAITERS, true);
+        assert_eq!(state.load() & SHARDED, 0, "closed while draining");
         state.resume();
-        assert_eq!(state.load() & SHARDED, 0, "closed while a waiter remains");
+        assert_ne!(state.load() & SHARDED, 0, "open with floors once resumed");
+        state.exit(Outcome::Completed);
+        assert_eq!(
+            state.load() & SHARDED,
+            0,
+            "the last exit met a floor: folded, and closed at zero"
+        );
+        assert_eq!(state.in_flight(), 0);
+        state.enter();
         state.set_flag(EMPTY_WAITERS, false);
         assert_ne!(state.load() & SHARDED, 0);
 
         // A snapshot folds and opens again; the clock and the count are exact throughout.
         let reading = state.read();
-        assert_eq!((reading.in_flight(), reading.started), (1, 1));
+        assert_eq!((reading.in_flight(), reading.started), (1, 2));
         assert_ne!(state.load() & SHARDED, 0);
         state.exit(Outcome::Completed);
         assert_eq!(state.in_flight(), 0);

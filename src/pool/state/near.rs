@@ -1,0 +1,179 @@
+//! Reads made inside requests: `Drain::in_flight` and `Drain::snapshot` on a worker that is
+//! serving the same pool.
+//!
+//! An exact read while the shards are open must look at every other worker's shard, and a
+//! shard written by its worker at every request is a cache line that moves between cores at
+//! every look: a read inside each request on two threads cost 12-15x a request (as
+//! `TaskTracker::len` does; no exact count can do better). So each thread keeps its last
+//! shared reading of one pool, and reuses it, adding what its own shard counted since, while
+//! three things hold:
+//!
+//! - **This thread has counted something of its own since.** A thread that reads without
+//!   serving (a test after joining a task, a metrics loop) always reads afresh, so it sees
+//!   everything that happened before its read.
+//! - **No other shard has reported.** Each shard reports every `REPORT_EVERY` (256) changes
+//!   (`shards.rs`); a kept reading is dropped at the first report after it was taken.
+//! - **Nothing else moved:** no switch between the shards and the word (draining, a waiter, a
+//!   fold), no cancellation and no refusal (both move `rare_changes`).
+//!
+//! So a reading reused here counts exactly this thread's shard and every request that was in
+//! the pool when it was taken, and may leave out fewer than `REPORT_EVERY` of each other
+//! shard's latest changes. Its invariant holds (it is a shared reading plus one shard's
+//! changes, each a whole entry or exit), and on one thread nothing it counts goes backwards:
+//! the kept part is fixed, this thread's shard only adds entries and exits, and a fresh
+//! reading counts at least everything the kept one did.
+
+use std::cell::Cell;
+
+use super::super::shards::{self, Shard};
+use super::{Reading, State, SHARDED};
+use crate::loom::Ordering;
+
+/// A reading kept by a thread, and what must stand still for it to be reused.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    /// The state it was read from: a pool's memory is never freed, so the address names it
+    /// for good, and a later life of it moves `switches` (its last handle closes the shards).
+    state: *const State,
+    switches: u64,
+    /// Cancellations and refusals (`State::rare_changes`).
+    rare_changes: u64,
+    reported: u64,
+    /// This thread's shard of that state, which is this thread's for good.
+    shard: Option<&'static Shard>,
+    /// Its word as the reading saw it.
+    own: u64,
+    reading: Reading,
+}
+
+impl Kept {
+    /// Nothing kept: no state is at the null address.
+    const NONE: Self = Self {
+        state: std::ptr::null(),
+        switches: 0,
+        rare_changes: 0,
+        reported: 0,
+        shard: None,
+        own: 0,
+        reading: Reading {
+            word: 0,
+            entries: 0,
+            started: 0,
+            cancelled: 0,
+            rejected: 0,
+            in_flight: 0,
+        },
+    };
+}
+
+// A `Cell` read whole: the copy is a tiny closure that inlines into the read, where a
+// reference held across the checks would keep `LocalKey::with` out of line.
+#[cfg(not(loom))]
+std::thread_local!(static KEPT: Cell<Kept> = const { Cell::new(Kept::NONE) });
+#[cfg(loom)]
+loom::thread_local!(static KEPT: Cell<Kept> = Cell::new(Kept::NONE));
+
+impl State {
+    /// A reading for `Drain::snapshot`: exact while the shards are closed or when this thread
+    /// has counted nothing since its last read; otherwise perhaps a kept one (see the module
+    /// docs).
+    #[inline]
+    pub(crate) fn read_near(&self) -> Reading {
+        if self.load() & SHARDED == 0 {
+            return self.read_shared();
+        }
+        let kept = KEPT.with(Cell::get);
+        match self.reuse(&kept) {
+            Some((entries, in_flight)) => Reading {
+                entries: kept.reading.entries + entries,
+                started: kept.reading.started + entries,
+                in_flight,
+                ..kept.reading
+            },
+            None => self.refresh(),
+        }
+    }
+
+    /// The in-flight count of `read_near`, reading only the word when it is exact.
+    #[inline]
+    pub(crate) fn in_flight_near(&self) -> usize {
+        if let Some(exact) = self.exact_in_flight() {
+            return exact;
+        }
+        let kept = KEPT.with(Cell::get);
+        match self.reuse(&kept) {
+            Some((_, in_flight)) => in_flight,
+            None => self.refresh().in_flight,
+        }
+    }
+
+    /// Whether `kept` may be reused: if so, the entries this thread's shard counted since,
+    /// and the count in flight with its changes.
+    #[inline]
+    fn reuse(&self, kept: &Kept) -> Option<(u64, usize)> {
+        let own = kept.shard?;
+        if !std::ptr::eq(kept.state, self)
+            // Acquire: pairs with the Release that ends a switch; a switch under way is odd,
+            // and never equal to a kept value.
+            || self.switches.load(Ordering::Acquire) != kept.switches
+            || own.reported() != kept.reported
+            // Relaxed: checks, not reads of data; a change seen late is one more change the
+            // bound allows.
+            || self.rare_changes.load(Ordering::Relaxed) != kept.rare_changes
+        {
+            return None;
+        }
+        // Relaxed: this thread's own shard, which it wrote last (or a thread sharing it did,
+        // whose changes are then counted too).
+        let now = own.word.load(Ordering::Relaxed);
+        if now == kept.own {
+            // Nothing of its own since: read afresh, and so see everything that happened
+            // before this call.
+            return None;
+        }
+        // Within one opening (the switches stand still) a shard's entries only grow.
+        let entries = shards::entries(now).checked_sub(shards::entries(kept.own))?;
+        let in_flight = kept.reading.in_flight as i64 + shards::held(now) - shards::held(kept.own);
+        // Below zero: a guard that entered elsewhere after the kept reading left here.
+        let in_flight = usize::try_from(in_flight).ok()?;
+        Some((entries, in_flight))
+    }
+
+    /// A fresh shared reading, kept for the next reads on this thread if nothing moved while
+    /// it was taken.
+    #[cold]
+    fn refresh(&self) -> Reading {
+        let Some(shards) = self.shards.get() else {
+            return self.read_shared();
+        };
+        // Each before the reading: anything that moves during it shows as a change at the
+        // next reuse, which then reads afresh.
+        // Acquire: as in `reuse`.
+        let switches = self.switches.load(Ordering::Acquire);
+        // Relaxed: as in `reuse`.
+        let rare_changes = self.rare_changes.load(Ordering::Relaxed);
+        let reported = shards.reported();
+        let (reading, own) = self.read_shared_noting();
+        // A reading that did not sum this thread's open shard (an exact fallback) is not
+        // kept, nor one that a switch overlapped.
+        let settled = switches & 1 == 0
+            && own != 0
+            // Acquire: as above.
+            && self.switches.load(Ordering::Acquire) == switches;
+        let kept = if settled {
+            Kept {
+                state: self,
+                switches,
+                rare_changes,
+                reported,
+                shard: shards::local(&self.shards),
+                own,
+                reading,
+            }
+        } else {
+            Kept::NONE
+        };
+        KEPT.with(|slot| slot.set(kept));
+        reading
+    }
+}
