@@ -328,10 +328,19 @@ impl Drain {
     /// How many requests are in the pool now.
     ///
     /// Cheap enough to call inside every request (a load-shedding check, an `X-In-Flight`
-    /// header): while the pool counts per thread it sums the per-thread counters without
-    /// stopping them, so the requests go on counting each on its own cache line. The sum is
-    /// exact whenever no request enters or leaves during the read (on one thread, always);
-    /// a request that does may be in it or not. See [`snapshot`](Self::snapshot).
+    /// header), on every thread at once: it never stops the per-thread counting, and a thread
+    /// that reads again and again inside its requests reuses what it read last. What a read
+    /// may show:
+    ///
+    /// - On a thread that has not entered or left the pool since its last read (a test after
+    ///   joining a task, a metrics loop), it is exact when no request enters or leaves during
+    ///   the read; one that does may be in it or not.
+    /// - On a thread that has (a worker serving requests), it counts that thread's own
+    ///   requests exactly, and may leave out the latest entries and exits of other threads:
+    ///   fewer than 1,024 per thread since its last fresh read, after which it reads afresh.
+    /// - While draining, or with a predicate waiter looking, it reads one exact word.
+    ///
+    /// See [`snapshot`](Self::snapshot) for the rest of what a reading promises.
     ///
     /// # Examples
     ///
@@ -478,6 +487,9 @@ impl Drain {
     /// work has entered by the time it is polled. It does not start draining: call
     /// [`start_draining`](Drain::start_draining) first for a shutdown.
     ///
+    /// While it waits behind requests in flight, the requests go on counting per thread, as
+    /// with no waiter; once the pool has emptied, it costs them nothing more, polled or not.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future unregisters it; it leaves nothing behind and costs nothing later.
@@ -531,10 +543,12 @@ impl Drain {
     /// Waits until `predicate` holds for the pool's [`Snapshot`].
     ///
     /// The predicate is checked when the future is first polled and again after every change
-    /// of the pool while it waits: each entry, exit, refusal and change of draining. Changes
-    /// that happen while the waiter is being woken are checked together, against the newest
-    /// snapshot (as with `tokio::sync::watch`). While at least one such waiter exists every
-    /// entry and exit wakes it; with none, they cost nothing extra.
+    /// of the pool while it waits: each entry, exit, refusal and change of draining. The first
+    /// change after a check wakes the waiter, and the changes that come until it is polled
+    /// again are checked together, against the newest snapshot (as with
+    /// `tokio::sync::watch`). So a waiter costs the requests one wake-up per check, however
+    /// busy the pool: between its wake-up and its next poll they count per thread as if it
+    /// were not there, and once it is dropped, the next change finds nobody to wake.
     ///
     /// # Cancel safety
     ///
@@ -596,12 +610,14 @@ impl Drain {
     ///
     /// `started == completed + cancelled + in_flight` holds in every snapshot, and `started`,
     /// `completed`, `cancelled` and `rejected` never go backwards from one snapshot to a later
-    /// one. While the pool counts per thread (serving, nobody waiting for an exact count),
-    /// a snapshot sums the per-thread counters without stopping them, as
-    /// [`in_flight`](Self::in_flight) does, so a metrics loop on another thread costs the
-    /// request path next to nothing: each count is exact when no request enters or leaves
-    /// during the read, and one that does may be in it or not. While draining, or with a
-    /// waiter registered, it reads one exact word.
+    /// one on the same thread (or to one on another thread that has not itself entered or
+    /// left the pool since its last read). While the pool counts per thread (serving, nobody
+    /// waiting for an exact count), a snapshot sums the per-thread counters without stopping
+    /// them, so a metrics loop on another thread costs the request path next to nothing:
+    /// each count is exact when no request enters or leaves during the read, and one that
+    /// does may be in it or not. Inside requests, a snapshot is as cheap as
+    /// [`in_flight`](Self::in_flight), and may leave out the same changes of other threads.
+    /// While draining, it reads one exact word.
     ///
     /// # Examples
     ///

@@ -223,6 +223,26 @@ fn predicate_is_checked_at_once_and_after_every_change() {
     }
 }
 
+/// The first change after a look wakes the waiter; the changes that follow until it looks
+/// again are checked together, in one call of the predicate, against the newest snapshot.
+#[test]
+fn changes_between_two_looks_are_checked_together() {
+    let drain = Drain::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let mut waiter = spawn(drain.until(move |s: &Snapshot| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        s.completed >= 100
+    }));
+    assert_pending!(waiter.poll());
+    for _ in 0..100 {
+        drop(drain.guard());
+    }
+    assert!(waiter.is_woken());
+    assert_eq!(assert_ready!(waiter.poll()).completed, 100);
+    assert_eq!(calls.load(Ordering::Relaxed), 2, "one look, one look");
+}
+
 #[test]
 fn predicate_sees_draining_begin_and_end() {
     let drain = Drain::new();

@@ -1,6 +1,7 @@
 //! Real threads racing on one pool. Loops are bounded; waits are bounded by timeouts that only
 //! a bug can reach.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -192,6 +193,152 @@ fn snapshots_read_without_folding_keep_the_invariant_and_never_go_backwards() {
     assert_eq!((s.in_flight, drain.in_flight()), (0, 0));
     assert_eq!(s.started, (THREADS * 20_000) as u64);
     assert_eq!(s.started, s.completed + s.cancelled);
+}
+
+/// Reads inside requests on every thread at once, with cancellations among them: each keeps
+/// the snapshot's invariant, counts the request it is made in, never goes backwards on its
+/// thread, and is a count the pool could have had; once they stop, a read on a thread that
+/// served nothing is exact.
+#[test]
+fn reads_inside_requests_count_their_own_and_never_go_backwards() {
+    const REQUESTS: u32 = 50_000;
+    let drain = Drain::new();
+    let start = Arc::new(Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (drain, start) = (drain.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                let mut last = drain.snapshot();
+                for n in 0..REQUESTS {
+                    let guard = drain.guard();
+                    let s = drain.snapshot();
+                    assert_eq!(s.started, s.completed + s.cancelled + s.in_flight as u64);
+                    assert!(
+                        s.in_flight >= 1,
+                        "the request it is made in is missing: {s:?}"
+                    );
+                    assert!(
+                        s.in_flight <= THREADS,
+                        "more than could be in flight: {s:?}"
+                    );
+                    assert!(s.started >= last.started, "{last:?} then {s:?}");
+                    assert!(s.completed >= last.completed, "{last:?} then {s:?}");
+                    assert!(s.cancelled >= last.cancelled, "{last:?} then {s:?}");
+                    let in_flight = drain.in_flight();
+                    assert!((1..=THREADS).contains(&in_flight), "in flight {in_flight}");
+                    if n % 7 == 0 {
+                        drop(drain.track(async {})); // a cancellation
+                    }
+                    last = s;
+                    drop(guard);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let s = drain.snapshot();
+    assert_eq!((s.in_flight, drain.in_flight()), (0, 0));
+    let cancelled = u64::from(REQUESTS.div_ceil(7));
+    assert_eq!(
+        s.started,
+        THREADS as u64 * (u64::from(REQUESTS) + cancelled)
+    );
+    assert_eq!(s.cancelled, THREADS as u64 * cancelled);
+}
+
+/// A read inside a request may leave out another thread's latest changes, but never more
+/// than a report's worth (1,024 changes of one shard): past that, it reads afresh.
+#[test]
+fn a_read_inside_a_request_counts_other_threads_past_a_report() {
+    let drain = Drain::new();
+    let guard = drain.guard();
+    assert_eq!(drain.in_flight(), 1);
+    // Five entries on another thread: fewer than a report's worth.
+    let other = drain.clone();
+    let five: Vec<_> = thread::spawn(move || (0..5).map(|_| other.guard()).collect::<Vec<_>>())
+        .join()
+        .unwrap();
+    drop(drain.guard()); // this thread serves in between
+    let near = drain.in_flight();
+    assert!(near == 1 || near == 6, "in flight {near}");
+    // Over a thousand changes on another thread: past a report.
+    let other = drain.clone();
+    let ten: Vec<_> = thread::spawn(move || {
+        for _ in 0..600 {
+            drop(other.guard());
+        }
+        (0..10).map(|_| other.guard()).collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    drop(drain.guard());
+    assert_eq!(drain.in_flight(), 16, "read afresh after a report");
+    assert_eq!(drain.snapshot().in_flight, 16);
+    drop((five, ten, guard));
+    assert_eq!(drain.in_flight(), 0);
+}
+
+/// An empty-waiter behind a held guard, while requests move between threads (so shards meet
+/// their floors) and a snapshot and other waiters come and go: it never completes while the
+/// held guard is in flight, and completes once everything has left.
+#[test]
+fn an_empty_waiter_behind_a_guard_is_never_early_with_guards_moving_between_threads() {
+    let drain = Drain::new();
+    let held = drain.guard();
+    let mut waiter = Box::pin(drain.until_empty());
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(waiter.as_mut().poll(&mut cx).is_pending());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (moved_tx, moved_rx) = std::sync::mpsc::sync_channel::<tower_drain::Guard>(64);
+    let mut workers: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let (drain, moved_tx) = (drain.clone(), moved_tx.clone());
+            thread::spawn(move || {
+                for n in 0..20_000u32 {
+                    match (n + i as u32) % 4 {
+                        0 => drop(drain.guard()),
+                        1 => drop(drain.until_empty()),
+                        2 => drop(drain.snapshot()),
+                        _ => moved_tx.send(drain.guard()).unwrap(),
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(moved_tx);
+    workers.push(thread::spawn(move || {
+        for guard in moved_rx {
+            drop(guard);
+        }
+    }));
+    let checker = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let waker = futures::task::noop_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
+            let mut looks = 0u32;
+            while !stop.load(Ordering::Relaxed) || looks < 100 {
+                assert!(
+                    waiter.as_mut().poll(&mut cx).is_pending(),
+                    "completed while a guard was held"
+                );
+                looks += 1;
+            }
+            waiter
+        })
+    };
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let waiter = checker.join().unwrap();
+    drop(held);
+    block_on_bounded(waiter);
+    assert_eq!(drain.in_flight(), 0);
 }
 
 #[test]

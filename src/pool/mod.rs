@@ -22,29 +22,26 @@
 //!
 //! What else may touch the memory after that decision is an exit's *late work*: an exit lowers
 //! the count with one read-modify-write, and only then, if the word it replaced had waiter
-//! flags, publishes an emptying, wakes waiters and refreshes the phase. Between the two,
-//! another thread may drop the last handle, see the count at zero and recycle the memory, and
-//! `Drain::new` may hand it out again. So late work follows three rules:
+//! flags, wakes waiters and refreshes the phase. Between the two, another thread may drop the
+//! last handle, see the count at zero and recycle the memory, and `Drain::new` may hand it out
+//! again. So late work follows two rules:
 //!
-//! 1. **It writes pool state only under `life`, and only if its life is still current.** The
-//!    exit's word carries the entry clock (`State`'s entries field), which runs on across
-//!    lives and is never reset; `State::reset` records where each life begins (`base`), under
-//!    the same lock. Every exit of the current life saw a clock above `base` (its own entry
-//!    counted); an exit of a finished life saw one at or below it. A late exit that finds
-//!    itself at or below `base` does nothing at all.
-//! 2. **What it does after the lock is harmless to any life.** Waking a `Notify` can only cause
-//!    a spurious wake-up, and every waiter re-checks durable state after one (`wait.rs`).
-//!    Refreshing the phase publishes the phase the pool has *now*, so it can only publish early
-//!    what its own life would publish anyway.
-//! 3. **The clock makes even a lost race harmless.** An emptying is published as a clock value,
-//!    and every waiter's target lies above the `base` of its life: a stale value could not
-//!    complete a waiter of a later life even if rule 1 did not stop it.
+//! 1. **Whatever a waiter counts on is written before the count can reach zero for the
+//!    recycler.** A transition to empty that an empty-waiter needs is made and counted under
+//!    the mode lock (`State::exit_locked`), and the recycler's decision needs that lock too
+//!    (`State::detach`): the late work that follows only tells waiters to look.
+//! 2. **What it does is harmless to any life.** Waking a `Notify` can only cause a spurious
+//!    wake-up, and every waiter re-checks durable state after one (`wait.rs`). Refreshing the
+//!    phase publishes the phase the pool has *now*, so it can only publish early what its own
+//!    life would publish anyway. Disarming predicate waiters wakes them, and they arm again
+//!    (`changed_now`). Clearing `EMPTY` for satisfied waiters decides on the current count of
+//!    transitions, which is right for whichever life reads it (`satisfied`).
 //!
-//! The recycler itself takes `life` to reset the state, after an Acquire fence that pairs with
-//! the Release of every exit, so the reset follows everything the old life did. A phase
-//! receiver belongs to one life: the recycler replaces the sender, and the old receivers end.
-//! A child's parent link is rewritten only at the start of a life, while the child is owned by
-//! the thread making it; the parent cannot be recycled before the child, whose handles hold it.
+//! The recycler resets the state after an Acquire fence that pairs with the Release of every
+//! exit, so the reset follows everything the old life did. A phase receiver belongs to one
+//! life: the recycler replaces the sender, and the old receivers end. A child's parent link is
+//! rewritten only at the start of a life, while the child is owned by the thread making it;
+//! the parent cannot be recycled before the child, whose handles hold it.
 
 //! # What each piece buys, and what removing it would cost
 //!
@@ -64,9 +61,25 @@
 //!   the `switch` group).
 //! - **A 32-bit entry clock in the word, extended by half-period crossings** (`state.rs`): the
 //!   clock, the count and the flags fit one `AtomicU64`, so admission stays one
-//!   compare-and-swap and waiters compare clocks (never early, never a missed emptying)
-//!   without a second word to keep consistent. Removing it: a second atomic on every entry,
-//!   or waiters that can be fooled by an emptying before they registered.
+//!   compare-and-swap, and `started` is exact and never goes backwards without a second word
+//!   to keep consistent. Removing it: a second atomic on every entry.
+//! - **Floors on the shards** (`shards.rs`): an empty-waiter behind requests in flight leaves
+//!   the per-worker counting on, because no shard may take more exits than its share of the
+//!   requests counted before it opened, so only the word (under the mode lock) can see the
+//!   pool empty. Removing them: every empty-waiter closes the shards, and a shutdown waiting
+//!   behind long requests, or `until_empty()` in a `select!` loop, costs every request the
+//!   shared word (4.3-7.1x the serving path on two threads in `benches/reads.rs`, against
+//!   about 1x with them).
+//! - **Transitions to empty counted under the mode lock** (`State::emptyings`): a waiter
+//!   registers and a transition is made in the same lock, so a target is one number and
+//!   needs no clock read or fold, and the memory cannot be recycled between a transition and
+//!   its count. Removing it: waiters compare entry clocks, which must be folded out of the
+//!   shards at every registration.
+//! - **Per-thread kept readings and reports** (`state/near.rs`, `shards.rs`): a read inside
+//!   every request reuses its thread's last reading until another shard reports 1,024
+//!   changes. Removing them: each read looks at every other worker's cache line, 12-15x the
+//!   serving path on two threads (as `TaskTracker::len` does), against 1.4-2x with them. The
+//!   price is a test of the written word per change and one shared write per 1,024.
 
 mod control;
 mod shards;
@@ -79,7 +92,7 @@ use std::sync::PoisonError;
 use tokio::sync::{watch, Notify};
 
 use crate::error::Rejected;
-use crate::loom::{fence, AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::loom::{fence, AtomicBool, AtomicU32, Mutex, MutexGuard, Ordering};
 use crate::record::Record;
 use crate::snapshot::Phase;
 use crate::trace;
@@ -115,12 +128,8 @@ pub(crate) struct Shared {
     /// The parent pool's id plus one, or zero for a root. Set at the start of a life, before
     /// the pool is handed out; fixed until the life ends.
     parent: AtomicU32,
-    /// Held by late exits while they write, and by the recycler while it resets (see above).
-    life: Mutex<()>,
     /// Guards the empty-waiter counts, so a count and its flag in the word change together.
     waiters: Mutex<WaiterCounts>,
-    /// The entry clock at the latest transition to empty published for waiters. Never reset.
-    emptied_at: AtomicU64,
     /// Woken when the count reaches zero while `EMPTY_WAITERS` is set.
     pub(crate) emptied: Notify,
     /// Woken by the first change after a predicate waiter armed `CHANGE_WATCHERS`.
@@ -153,9 +162,7 @@ impl Shared {
             state: State::new(),
             id,
             parent: AtomicU32::new(0),
-            life: Mutex::new(()),
             waiters: Mutex::new(WaiterCounts::default()),
-            emptied_at: AtomicU64::new(0),
             emptied: Notify::new(),
             changed: Notify::new(),
             draining: Notify::new(),
@@ -229,10 +236,7 @@ impl Shared {
 
     /// Back to a new pool's state. Only the recycler (or a test owning the pool) calls it.
     pub(crate) fn reset_for_reuse(&self) {
-        {
-            let _life = self.lock_life();
-            self.state.reset();
-        }
+        self.state.reset();
         // Relaxed: handed to the next owner through the free list's mutex.
         self.parent.store(0, Ordering::Relaxed);
         self.unready.store(false, Ordering::Relaxed);
@@ -243,11 +247,6 @@ impl Shared {
         // sees a later life's phases.
         *self.lock_phase_tx() = watch::Sender::new(Phase::Serving);
         self.record.clear();
-    }
-
-    fn lock_life(&self) -> MutexGuard<'_, ()> {
-        // No user code runs under this lock, so poisoning leaves nothing broken.
-        self.life.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_waiters(&self) -> MutexGuard<'_, WaiterCounts> {
@@ -405,67 +404,48 @@ impl Shared {
             self.recycle();
             return;
         }
-        let publish = emptied && prev & state::EMPTY_WAITERS != 0;
-        if publish {
-            let at = {
-                let _life = self.lock_life();
-                let at = self.state.extend_recent(state::entries_low(prev));
-                if at <= self.state.base() {
-                    // This exit's life is over: the memory is someone else's now.
-                    return;
-                }
-                // Release: pairs with the Acquire load in `emptied_since`; the exit's Release
-                // read-modify-write already ordered the request's effects before this point.
-                self.emptied_at.fetch_max(at, Ordering::Release);
-                at
-            };
-            // After the lock: harmless to any life (rule 2), and no waker runs under our lock.
-            // After the publication, so a waiter that checks before it is woken by it.
+        if emptied && prev & state::EMPTY_WAITERS != 0 {
+            // Counted already, under the mode lock (`State::exit_locked`): tell the waiters to
+            // look. Harmless to any life (rule 2).
             self.emptied.notify_waiters();
             // Draining pools register an empty-waiter, so this is where `Drained` begins.
             self.refresh_phase();
-            self.satisfied(at);
+            self.satisfied();
         }
         if prev & state::CHANGE_WATCHERS != 0 {
             self.changed_now();
         }
     }
 
-    /// After a transition to empty at `at` was published: if it satisfies every registered
-    /// empty-waiter, none needs the next one, so `EMPTY` is cleared and the shards open without
-    /// floors, while the waiters wait to be polled or dropped. A waiter registered after the
-    /// transition has a higher target, and keeps it set.
+    /// After a transition to empty: if the transitions counted so far satisfy every
+    /// registered empty-waiter, none needs the next one, so `EMPTY` is cleared and the shards
+    /// open without floors, while the waiters wait to be polled or dropped. A waiter that
+    /// registers later has a higher target, and sets it again.
     ///
-    /// Harmless to any life: a later life's waiters have targets above this life's clock.
-    fn satisfied(&self, at: u64) {
+    /// Harmless to any life: it decides on the current count, under the waiter lock.
+    fn satisfied(&self) {
         let counts = self.lock_waiters();
-        if counts.empty > 0 && counts.until <= at {
+        if counts.empty > 0 && counts.until <= self.state.emptyings() {
             self.state.set_flag(state::EMPTY_WAITERS, false);
         }
     }
 
-    /// Whether the pool has become empty at or after entry `target`.
+    /// Whether the transitions to empty have reached `target`.
     pub(crate) fn emptied_since(&self, target: u64) -> bool {
-        // Acquire: pairs with the Release `fetch_max` in `after_exit`.
-        self.emptied_at.load(Ordering::Acquire) >= target
+        self.state.emptyings() >= target
     }
 
     /// Registers an empty-waiter, unless `ready_if_empty` and the pool is empty: returns its
-    /// target, the entry clock that a published transition to empty must reach to complete it,
-    /// or `None` if it is ready at once.
+    /// target, the count of transitions to empty that completes it (the next one), or `None`
+    /// if it is ready at once.
     ///
-    /// Every exit that empties the pool after the registration point sees the flag and
-    /// publishes a clock at or above the one read there; every transition before it, if the
-    /// pool was not empty there, has a lower clock (some entry came after it). If it was
-    /// empty, the next transition needs one more entry first.
+    /// Every exit that empties the pool after the registration sees the flag and counts its
+    /// transition under the mode lock (`State::watch_empty`); none before it is counted at or
+    /// above the target. If the pool was empty, the next transition needs an entry first.
     pub(crate) fn register_empty(&self, ready_if_empty: bool) -> Option<u64> {
         let mut counts = self.lock_waiters();
-        let (entries, empty) = self.state.watch_empty();
-        let target = match (empty, ready_if_empty) {
-            (true, true) => None,
-            (true, false) => Some(entries + 1),
-            (false, _) => Some(entries),
-        };
+        let (next, empty) = self.state.watch_empty();
+        let target = (!(empty && ready_if_empty)).then_some(next);
         match target {
             Some(target) => {
                 counts.empty += 1;

@@ -27,7 +27,7 @@
 //!   when the shards open (`Shards::open`). A guard may leave on another worker than the one
 //!   it entered on, so a shard's count of its own may go below zero, but never below minus
 //!   its allotment: an exit that finds the field at zero is refused (`Exited::Floor`) and
-//!   leaves through the word instead, after a fold (`State::exit_at_floor`). Only the sum
+//!   leaves through the word instead, after a fold (`State::exit_locked`). Only the sum
 //!   over the shards and the word means anything.
 //!
 //! The allotment is what lets a waiter for the empty pool leave the shards open. With nobody
@@ -201,12 +201,15 @@ pub(super) fn enter(shard: &Shard) -> Counted {
                 Counted::Full
             };
         }
-        // Relaxed: as the word's own entries (`State::admit`), an entry publishes nothing,
-        // and the fold that closes this shard reads it whatever the order.
+        // Acquire on success: pairs with the Release store that opened this shard, so that a
+        // read on this thread after the entry sees the word as that opening left it (open),
+        // never a closed word from before, which would leave its own request out. (Free on
+        // x86, where every read-modify-write is a full barrier.) An entry publishes nothing,
+        // and the fold that closes this shard reads it whatever the order: Relaxed on failure.
         match cell.word.compare_exchange_weak(
             word,
             word + ENTER,
-            Ordering::Relaxed,
+            Ordering::Acquire,
             Ordering::Relaxed,
         ) {
             Ok(_) => {
@@ -233,11 +236,12 @@ pub(super) fn exit(shard: &Shard) -> Exited {
         }
         // Release: everything the request did happens-before the fold that closes this
         // shard (its swap is Acquire), and so before any waiter that reads the word the
-        // fold writes.
+        // fold writes. Acquire: as for an entry, so that a read after it on this thread sees
+        // this opening, and its exit.
         match cell.word.compare_exchange_weak(
             word,
             word - IN_FLIGHT_ONE,
-            Ordering::Release,
+            Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
             Ok(_) => {
@@ -371,12 +375,13 @@ impl Shards {
     /// lock, has set `SHARDED` in the word, and has seen the shards closed.
     pub(super) fn open(&self, allotment: u64) {
         for shard in self.cells.iter() {
-            // Relaxed: a closed shard holds nothing and nobody writes it; entries and exits
-            // that see it open need nothing else from this thread. The next fold reads it
-            // under the mode lock, after this thread's release of it.
+            // Release: pairs with the Acquire of the entries and exits that find it open, so
+            // that they see `SHARDED`, set before this, in the word (see `enter`). A closed
+            // shard holds nothing and nobody writes it; the next fold reads it under the mode
+            // lock, after this thread's release of it.
             shard
                 .word
-                .store(allotment * IN_FLIGHT_ONE, Ordering::Relaxed);
+                .store(allotment * IN_FLIGHT_ONE, Ordering::Release);
         }
     }
 }

@@ -23,7 +23,7 @@
 //! - `SHARDED`: the shards are open (or being folded), and the count is the word's *plus* the
 //!   shards'. Only the mode lock's holder changes the word's count then: an entry or exit that
 //!   finds its shard closed (a switch is under way) or at its floor waits for the lock and
-//!   tries again (`admit_slow`, `exit_at_floor`). So the word's count never moves under an open
+//!   tries again (`admit_slow`, `exit_locked`). So the word's count never moves under an open
 //!   shard, and no exit through the word can empty the pool unseen. No flag but `EMPTY` is set
 //!   while `SHARDED` is (each of `EXACT` is set only after a fold, under the mode lock, and the
 //!   shards open only while none is), and every exact reading folds first.
@@ -31,12 +31,13 @@
 //!   admitted by a compare-and-swap that checks the limit first, so the field never carries
 //!   into the entries counter.
 //! - entries: every admitted entry adds one (those counted in shards when they are folded);
-//!   refused entries never touch the word. It is the pool's clock: waiters compare entry
-//!   counts to tell which transitions to empty happened after they registered. It is never
-//!   reset, not even when the memory is reused for a new pool (`State::reset` moves `base`
-//!   instead), so a transition of an earlier life is always older than any waiter of a later
-//!   one. Its 32 bits wrap; `halves` (below) counts half-period crossings so that `read` can
-//!   extend it to 64 bits exactly.
+//!   refused entries never touch the word. It is never reset, not even when the memory is
+//!   reused for a new pool (`State::reset` moves `base` instead, from which `started` counts).
+//!   Its 32 bits wrap; `halves` (below) counts half-period crossings so that `read` can extend
+//!   it to 64 bits exactly.
+//!
+//! Empty-waiters do not read the clock: the transitions to empty they wait for are made and
+//! counted under the mode lock (`emptyings`), where they register.
 //!
 //! Admission is a compare-and-swap, not a `fetch_add` that a refusal undoes: an entry that is
 //! refused never appears in the count, not even for an instant, so `started` never goes
@@ -188,8 +189,7 @@ pub(crate) struct State {
     /// Half-period crossings of the 32-bit entries field, for `extend`.
     halves: AtomicU64,
     /// The extended entry count when this life of the memory began: `started` is counted
-    /// from here. Written only by `reset`, while nothing else can reach the pool but a late
-    /// exit of the life before, which reads it under the same lock (see `super`).
+    /// from here. Written only by `reset`, while nothing else can reach the pool.
     base: AtomicU64,
     /// Cancellations and refusals: the rare outcomes. A cancellation changes the count and a
     /// counter, two steps that `read` must never see half done, so both happen under this
@@ -213,6 +213,9 @@ pub(crate) struct State {
     /// The allotment the shards were last opened with (`Mode::allotment`), for a lock-free
     /// reader: written inside a switch, so the `switches` seqlock covers it.
     allotment: AtomicU64,
+    /// Transitions to empty made under `EMPTY`, each counted by its exit under the mode lock.
+    /// Never reset: a waiter of a later life registers above every earlier transition.
+    emptyings: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -250,6 +253,7 @@ impl State {
             rejected: AtomicU64::new(0),
             rare_changes: AtomicU64::new(0),
             allotment: AtomicU64::new(UNFLOORED),
+            emptyings: AtomicU64::new(0),
         }
     }
 
@@ -482,7 +486,7 @@ impl State {
                 // A shard is open, so no flag but `EMPTY` is set, and its floors keep this
                 // exit from emptying the pool: nobody needs to hear of it.
                 Exited::Here => return 0,
-                Exited::Floor => return self.exit_at_floor(),
+                Exited::Floor => return self.exit_locked(),
                 Exited::Closed => {}
             }
         }
@@ -493,7 +497,12 @@ impl State {
                 // A switch is under way (this thread's shard was closed), or this is a root
                 // pool's exit that did not try its shard: only the mode lock's holder may move
                 // the word's count now.
-                return self.exit_at_floor();
+                return self.exit_locked();
+            }
+            if word & EMPTY_WAITERS != 0 && in_flight(word) == 1 {
+                // This exit would empty the pool under a waiter's flag: it does so under the
+                // mode lock, where waiters register, and counts the transition there.
+                return self.exit_locked();
             }
             debug_assert!(in_flight(word) > 0, "exit without a matching entry");
             // Release: everything the request did happens-before a waiter that observes the
@@ -511,13 +520,16 @@ impl State {
         }
     }
 
-    /// An exit that cannot be counted where it is: its shard is at its floor, or a switch is
-    /// under way. Under the mode lock, once the switch is over: through this thread's shard if
-    /// it is open and has room now; otherwise the shards are folded and the exit counted in the
-    /// exact word, which may then empty the pool where a waiter's flag is seen. Returns the
+    /// An exit that cannot be counted where it is: its shard is at its floor, a switch is
+    /// under way, or it empties the pool under `EMPTY`. Under the mode lock, once any switch
+    /// is over: through this thread's shard if it is open and has room now; otherwise the
+    /// shards are folded and the exit counted in the exact word. An exit that empties the pool
+    /// there under `EMPTY` counts the transition in `emptyings`, in the same hold of the lock,
+    /// so a waiter registering (under the lock too) sees both or neither, and the memory
+    /// cannot begin a new life in between (its recycler needs the lock as well). Returns the
     /// word before the exit, or 0 if it went through the shard.
     #[cold]
-    fn exit_at_floor(&self) -> u64 {
+    fn exit_locked(&self) -> u64 {
         let mut mode = self.lock_mode();
         // Relaxed: only the mode lock's holder sets or clears `SHARDED`.
         if self.word.load(Ordering::Relaxed) & SHARDED != 0 {
@@ -531,8 +543,20 @@ impl State {
         // lock.
         let prev = self.word.fetch_sub(IN_FLIGHT_ONE, Ordering::Release);
         debug_assert!(in_flight(prev) > 0, "exit without a matching entry");
+        if in_flight(prev) == 1 && prev & EMPTY_WAITERS != 0 {
+            // Release: pairs with the Acquire load in `emptyings`, so a waiter that sees this
+            // transition sees everything the requests did (the exit's own Release came first).
+            self.emptyings.fetch_add(1, Ordering::Release);
+        }
         self.try_open(&mut mode);
         prev
+    }
+
+    /// Transitions to empty counted under `EMPTY` so far: a waiter's target is one more than
+    /// the value at its registration.
+    pub(crate) fn emptyings(&self) -> u64 {
+        // Acquire: pairs with the Release increment in `exit_locked`.
+        self.emptyings.load(Ordering::Acquire)
     }
 
     #[cold]
@@ -545,14 +569,6 @@ impl State {
         self.cancelled.store(counts.cancelled, Ordering::Relaxed);
         Self::even(&self.rare_changes);
         prev
-    }
-
-    /// Extends an entry count observed a moment ago (`low`, from a word this life's exit
-    /// returned) to 64 bits, through a fresh reading. The clock never goes backwards, so the
-    /// fresh reading is never behind it.
-    pub(crate) fn extend_recent(&self, low: u32) -> u64 {
-        let now = self.read_shared().entries;
-        now - u64::from((now as u32).wrapping_sub(low))
     }
 
     /// Closes the shards for good this cycle and sets `DRAINING`; returns the word before,
@@ -608,38 +624,32 @@ impl State {
         prev
     }
 
-    /// Sets `EMPTY` for a waiter and returns the registration point: the entry clock there,
-    /// and whether the pool was empty. Every exit that empties the pool after that point sees
-    /// the flag and publishes its clock, which is at or above the returned one; every
-    /// transition to empty before it has a clock below it, if the pool was not empty.
+    /// Sets `EMPTY` for a waiter and returns its registration: the number the next
+    /// transition to empty will have (`emptyings` reaching it completes the waiter), and
+    /// whether the pool is empty now.
     ///
-    /// While the shards are open with floors (another waiter put them there), this folds
-    /// nothing: under the mode lock no transition to empty can happen at all (it would need
-    /// a fold), and the pool is not empty, so the shards' entries summed in the meantime are
-    /// a clock above every earlier transition and at or below every later one. A waiter made
-    /// and dropped in a loop then costs the workers no switch.
+    /// Under the mode lock, where every transition to empty under `EMPTY` is made and counted
+    /// (`exit_locked`): none can come between the flag, the count and the number. While the
+    /// shards are open with floors (another waiter put them there) this folds nothing: the
+    /// floors keep the pool from becoming empty without the lock, so it is not empty now. A
+    /// waiter made and dropped in a loop then costs the workers neither a switch nor a look at
+    /// their shards.
     pub(crate) fn watch_empty(&self) -> (u64, bool) {
         let mut mode = self.lock_mode();
-        // Relaxed: `SHARDED` and the floors change only under the mode lock, which we hold.
+        // Relaxed: counted only under the mode lock, which we hold.
+        let next = self.emptyings.load(Ordering::Relaxed) + 1;
+        // Relaxed: `SHARDED` and the floors change only under the mode lock, too.
         if self.word.load(Ordering::Relaxed) & SHARDED != 0 && mode.floored {
-            // AcqRel: as in `set_flag`; the count is not in this word, and needs no reading.
+            // AcqRel: as in `set_flag`.
             self.word.fetch_or(EMPTY_WAITERS, Ordering::AcqRel);
-            // Acquire: as in `read_locked`, before the word.
-            let halves = self.halves.load(Ordering::Acquire);
-            let word = self.word.load(Ordering::Acquire);
-            let shards = self.shards.get().expect("`SHARDED` without shards");
-            let summed = shards.sum(mode.allotment, None);
-            return (extend(halves, entries_low(word)) + summed.entries, false);
+            return (next, false);
         }
         self.close(&mut mode);
-        // Acquire: as in `read_locked`, before the word: entries through the word go on
-        // meanwhile, and `extend` allows `halves` to lag the word, never to lead it.
-        let halves = self.halves.load(Ordering::Acquire);
-        // AcqRel: as in `set_flag`.
+        // AcqRel: as in `set_flag`. An exit that emptied the pool before this, without the
+        // flag, shows here as an empty pool; one after it sees the flag and waits for the lock.
         let prev = self.word.fetch_or(EMPTY_WAITERS, Ordering::AcqRel);
-        let entries = extend(halves, entries_low(prev));
         self.try_open(&mut mode);
-        (entries, in_flight(prev) == 0)
+        (next, in_flight(prev) == 0)
     }
 
     /// Arms the predicate waiters: closes the shards, so that every change goes through the
@@ -900,12 +910,6 @@ impl State {
             rejected: counts.rejected,
             in_flight: in_flight(word),
         }
-    }
-
-    /// The entry count at which this life began.
-    pub(crate) fn base(&self) -> u64 {
-        // Relaxed: see `base`.
-        self.base.load(Ordering::Relaxed)
     }
 
     /// Folds the shards into the word and closes them, if they are open. Afterwards the word
