@@ -51,6 +51,10 @@ use crossbeam_utils::CachePadded;
 use crate::loom::{AtomicU64, Ordering};
 
 const CLOSED: u64 = 1;
+/// Set while some thread keeps a reading of this pool (`State::read_near`): only then does a
+/// change count towards a report, so that a pool nobody reads inside requests pays one test
+/// of a bit it already holds. Above the entries field, which the cap keeps below 2^20.
+const REPORTING: u64 = 1 << 31;
 const ENTRY_ONE: u64 = 1 << 1;
 const IN_FLIGHT_SHIFT: u32 = 32;
 const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
@@ -213,7 +217,9 @@ pub(super) fn enter(shard: &Shard) -> Counted {
             Ordering::Relaxed,
         ) {
             Ok(_) => {
-                cell.count_change(word + ENTER);
+                if word & REPORTING != 0 {
+                    cell.count_change(word + ENTER);
+                }
                 return Counted::Here;
             }
             Err(now) => word = now,
@@ -245,7 +251,9 @@ pub(super) fn exit(shard: &Shard) -> Exited {
             Ordering::Relaxed,
         ) {
             Ok(_) => {
-                cell.count_change(word - IN_FLIGHT_ONE);
+                if word & REPORTING != 0 {
+                    cell.count_change(word - IN_FLIGHT_ONE);
+                }
                 return Exited::Here;
             }
             Err(now) => word = now,
@@ -356,6 +364,17 @@ impl Shards {
         summed
     }
 
+    /// Makes every shard count its changes towards reports from now on, open or not (an
+    /// opening carries it on). The caller holds the pool's mode lock.
+    pub(super) fn start_reporting(&self) {
+        for shard in self.cells.iter() {
+            // Relaxed: an entry or exit that loaded the word before this fails its swap and
+            // sees the bit; a reader keeps a reading only after this returns (in program
+            // order, under the mode lock).
+            shard.word.fetch_or(REPORTING, Ordering::Relaxed);
+        }
+    }
+
     /// The reports of all the shards so far (see the module docs).
     pub(super) fn reported(&self) -> u64 {
         // Relaxed: see `Cell::report`.
@@ -373,20 +392,19 @@ impl Shards {
 
     /// Opens every shard, empty but for its `allotment`. The caller holds the pool's mode
     /// lock, has set `SHARDED` in the word, and has seen the shards closed.
-    pub(super) fn open(&self, allotment: u64) {
+    pub(super) fn open(&self, allotment: u64, reporting: bool) {
+        let word = allotment * IN_FLIGHT_ONE | if reporting { REPORTING } else { 0 };
         for shard in self.cells.iter() {
             // Release: pairs with the Acquire of the entries and exits that find it open, so
             // that they see `SHARDED`, set before this, in the word (see `enter`). A closed
             // shard holds nothing and nobody writes it; the next fold reads it under the mode
             // lock, after this thread's release of it.
-            shard
-                .word
-                .store(allotment * IN_FLIGHT_ONE, Ordering::Release);
+            shard.word.store(word, Ordering::Release);
         }
     }
 }
 
-const ENTRIES_MASK: u64 = (1 << IN_FLIGHT_SHIFT) - 2;
+const ENTRIES_MASK: u64 = REPORTING - 2;
 
 /// A shard word's entries since the shards opened.
 #[inline(always)]
@@ -423,7 +441,7 @@ mod tests {
     #[test]
     fn a_shard_counts_below_zero_without_touching_its_entries() {
         let shards = Shards::new();
-        shards.open(UNFLOORED);
+        shards.open(UNFLOORED, false);
         let shard = shards.local();
         assert_eq!(exit(shard), Exited::Here);
         assert_eq!(exit(shard), Exited::Here);
@@ -443,7 +461,7 @@ mod tests {
     #[test]
     fn a_shard_refuses_exits_beyond_its_allotment() {
         let shards = Shards::new();
-        shards.open(1);
+        shards.open(1, false);
         let shard = shards.local();
         assert_eq!(exit(shard), Exited::Here, "the allotment");
         assert_eq!(exit(shard), Exited::Floor);
@@ -457,7 +475,7 @@ mod tests {
     #[test]
     fn a_shard_at_a_cap_asks_for_a_fold() {
         let shards = Shards::new();
-        shards.open(UNFLOORED);
+        shards.open(UNFLOORED, false);
         let shard = shards.local();
         shard
             .word

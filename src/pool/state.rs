@@ -66,7 +66,7 @@ use std::sync::PoisonError;
 
 use std::sync::OnceLock;
 
-use crate::loom::{fence, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::loom::{fence, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 
 use super::shards::{self, Counted, Exited, Folded, Shards, Summed, UNFLOORED};
 
@@ -216,6 +216,8 @@ pub(crate) struct State {
     /// Transitions to empty made under `EMPTY`, each counted by its exit under the mode lock.
     /// Never reset: a waiter of a later life registers above every earlier transition.
     emptyings: AtomicU64,
+    /// Set once reports are on (`Mode::reporting`), so that a refresh takes no lock after.
+    reporting: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -237,6 +239,9 @@ struct Mode {
     /// Whether they opened with floors for an empty-waiter: the count cannot reach zero until
     /// the mode lock's holder lets it.
     floored: bool,
+    /// Whether the shards count changes towards reports: from the first reading a thread
+    /// keeps (`near.rs`) to the end of this life.
+    reporting: bool,
 }
 
 impl State {
@@ -254,6 +259,7 @@ impl State {
             rare_changes: AtomicU64::new(0),
             allotment: AtomicU64::new(UNFLOORED),
             emptyings: AtomicU64::new(0),
+            reporting: AtomicBool::new(false),
         }
     }
 
@@ -280,6 +286,9 @@ impl State {
         // The last handle closed the shards for good (`detach`); a test's pool may not have.
         self.close(&mut mode);
         mode.may_shard = false;
+        mode.reporting = false;
+        // Relaxed: as `base`, below.
+        self.reporting.store(false, Ordering::Relaxed);
         // Relaxed: the caller's fence ordered every exit of the old life before this, and the
         // memory reaches its next owner through the free list's mutex.
         self.word.fetch_and(!FLAGS, Ordering::Relaxed);
@@ -294,6 +303,19 @@ impl State {
         self.cancelled.store(0, Ordering::Relaxed);
         self.rejected.store(0, Ordering::Relaxed);
         Self::even(&self.rare_changes);
+    }
+
+    /// Turns reports on for this life (see `Mode::reporting`).
+    pub(super) fn start_reporting(&self) {
+        let mut mode = self.lock_mode();
+        if !mode.reporting {
+            mode.reporting = true;
+            if let Some(shards) = self.shards.get() {
+                shards.start_reporting();
+            }
+        }
+        // Relaxed: a hint that spares later readers the lock; `mode.reporting` decides.
+        self.reporting.store(true, Ordering::Relaxed);
     }
 
     /// Lets this life count in shards, and opens them: for a root pool, at the start of its
@@ -1001,7 +1023,7 @@ impl State {
         mode.floored = word & EMPTY_WAITERS != 0;
         // Relaxed: inside the switch's seqlock, which orders it for lock-free readers.
         self.allotment.store(opened, Ordering::Relaxed);
-        shards.open(opened);
+        shards.open(opened, mode.reporting);
         self.end_switch();
     }
 }

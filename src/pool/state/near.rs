@@ -146,6 +146,12 @@ impl State {
         let Some(shards) = self.shards.get() else {
             return self.read_shared();
         };
+        // Relaxed: a hint; `start_reporting` decides under the mode lock.
+        if !self.reporting.load(Ordering::Relaxed) {
+            // Before the first reading is kept: from now on every change counts towards a
+            // report, so none after the reading can go unreported.
+            self.start_reporting();
+        }
         // Each before the reading: anything that moves during it shows as a change at the
         // next reuse, which then reads afresh.
         // Acquire: as in `reuse`.
