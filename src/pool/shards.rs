@@ -393,7 +393,7 @@ impl Shards {
     /// Opens every shard, empty but for its `allotment`. The caller holds the pool's mode
     /// lock, has set `SHARDED` in the word, and has seen the shards closed.
     pub(super) fn open(&self, allotment: u64, reporting: bool) {
-        let word = allotment * IN_FLIGHT_ONE | if reporting { REPORTING } else { 0 };
+        let word = (allotment * IN_FLIGHT_ONE) | if reporting { REPORTING } else { 0 };
         for shard in self.cells.iter() {
             // Release: pairs with the Acquire of the entries and exits that find it open, so
             // that they see `SHARDED`, set before this, in the word (see `enter`). A closed
