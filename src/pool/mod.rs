@@ -512,7 +512,7 @@ impl Shared {
         } else if changed {
             trace::info!(
                 phase = now.as_str(),
-                in_flight = self.state.in_flight(),
+                in_flight = self.state.read_shared().in_flight,
                 "phase changed"
             );
         }

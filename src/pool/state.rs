@@ -725,26 +725,6 @@ impl State {
         (word & SHARDED == 0).then(|| in_flight(word))
     }
 
-    /// How many requests are in flight: the word's count, or while the shards are open their
-    /// sum, read without closing them and without a lock (see `read_shared`).
-    pub(crate) fn in_flight(&self) -> usize {
-        if let Some(exact) = self.exact_in_flight() {
-            return exact;
-        }
-        for _ in 0..READ_TRIES {
-            if let Some((word, summed)) = self.sum_open_shards() {
-                let in_flight = signed_counts(word).1 + summed.in_flight;
-                if in_flight >= 0 {
-                    return in_flight as usize;
-                }
-            } else if let Some(exact) = self.exact_in_flight() {
-                return exact;
-            }
-            std::hint::spin_loop();
-        }
-        self.read().in_flight()
-    }
-
     /// The word and what the open shards hold, if the shards were open and no switch moved
     /// counts between the loads (the seqlock on `switches`); `None` otherwise. The sum notes
     /// this thread's own shard.
@@ -1166,7 +1146,7 @@ mod tests {
             0,
             "the last exit met a floor: folded, and closed at zero"
         );
-        assert_eq!(state.in_flight(), 0);
+        assert_eq!(state.read_shared().in_flight, 0);
         state.enter();
         state.set_flag(EMPTY_WAITERS, false);
         assert_ne!(state.load() & SHARDED, 0);
@@ -1176,7 +1156,7 @@ mod tests {
         assert_eq!((reading.in_flight(), reading.started), (1, 2));
         assert_ne!(state.load() & SHARDED, 0);
         state.exit(Outcome::Completed);
-        assert_eq!(state.in_flight(), 0);
+        assert_eq!(state.read_shared().in_flight, 0);
         assert!(!state.detach() || state.load() & SHARDED == 0);
     }
 
