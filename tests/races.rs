@@ -281,6 +281,43 @@ fn a_read_inside_a_request_counts_other_threads_past_a_report() {
     assert_eq!(drain.in_flight(), 0);
 }
 
+/// A thread that has not entered or left the pool since its last read reads afresh, even when
+/// other threads share its per-thread counter (there are more threads than counters): a guard
+/// taken on another thread before the read is counted. (An outside review found it left out:
+/// the shared counter's changes passed for the reader's own.)
+#[test]
+fn a_reader_that_served_nothing_since_counts_everything_before_it_on_a_shared_counter() {
+    let drain = Drain::new();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (kept_tx, kept_rx) = std::sync::mpsc::channel::<usize>();
+    let reader = {
+        let drain = drain.clone();
+        thread::spawn(move || {
+            drop(drain.guard());
+            kept_tx.send(drain.in_flight()).unwrap(); // a reading kept on this thread
+            go_rx.recv().unwrap();
+            (drain.in_flight(), drain.snapshot().in_flight)
+        })
+    };
+    assert_eq!(kept_rx.recv().unwrap(), 0);
+    let held = {
+        let drain = drain.clone();
+        thread::spawn(move || drain.guard()).join().unwrap()
+    };
+    // More threads than counters (at most 64): some share the reader's.
+    for _ in 0..80 {
+        let drain = drain.clone();
+        thread::spawn(move || drop(drain.guard())).join().unwrap();
+    }
+    go_tx.send(()).unwrap();
+    assert_eq!(
+        reader.join().unwrap(),
+        (1, 1),
+        "a guard held throughout left out"
+    );
+    drop(held);
+}
+
 /// An empty-waiter behind a held guard, while requests move between threads (so shards meet
 /// their floors) and a snapshot and other waiters come and go: it never completes while the
 /// held guard is in flight, and completes once everything has left.

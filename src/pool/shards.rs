@@ -219,6 +219,7 @@ pub(super) fn enter(shard: &Shard) -> Counted {
             Ok(_) => {
                 if word & REPORTING != 0 {
                     cell.count_change(word + ENTER);
+                    note_own_change(cell);
                 }
                 return Counted::Here;
             }
@@ -253,6 +254,7 @@ pub(super) fn exit(shard: &Shard) -> Exited {
             Ok(_) => {
                 if word & REPORTING != 0 {
                     cell.count_change(word - IN_FLIGHT_ONE);
+                    note_own_change(cell);
                 }
                 return Exited::Here;
             }
@@ -284,6 +286,37 @@ impl Cell {
         // Relaxed: a hint that readings kept elsewhere are getting old; it orders nothing,
         // and a reader that sees it late misses a few more changes, as its bound allows.
         self.reported.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// What this thread itself counted while its pool was reporting: the shard (which names the
+// pool too, a thread's shard of a pool being fixed) and how many changes in a row it counted
+// there. A shard shared by several threads cannot tell a reader whether the reader counted
+// anything, so the reader asks this (`State::read_near`).
+#[cfg(not(loom))]
+std::thread_local!(static OWN: std::cell::Cell<(usize, u64)> = const { std::cell::Cell::new((0, 0)) });
+#[cfg(loom)]
+loom::thread_local!(static OWN: std::cell::Cell<(usize, u64)> = std::cell::Cell::new((0, 0)));
+
+#[inline(always)]
+fn note_own_change(cell: &Cell) {
+    let at = cell as *const Cell as usize;
+    OWN.with(|own| {
+        let (shard, changes) = own.get();
+        own.set((at, if shard == at { changes + 1 } else { 1 }));
+    });
+}
+
+/// How many changes this thread has counted in `shard` since it last counted in another:
+/// 0 if its last change was elsewhere (or it never counted while reporting).
+#[inline(always)]
+pub(super) fn own_changes(shard: &Shard) -> u64 {
+    let at = &**shard as *const Cell as usize;
+    let (last, changes) = OWN.with(std::cell::Cell::get);
+    if last == at {
+        changes
+    } else {
+        0
     }
 }
 

@@ -8,17 +8,19 @@
 //! shared reading of one pool, and reuses it, adding what its own shard counted since, while
 //! three things hold:
 //!
-//! - **This thread has counted something of its own since.** A thread that reads without
-//!   serving (a test after joining a task, a metrics loop) always reads afresh, so it sees
-//!   everything that happened before its read.
-//! - **No other shard has reported.** Each shard reports every `REPORT_EVERY` (256) changes
-//!   (`shards.rs`); a kept reading is dropped at the first report after it was taken.
+//! - **This thread has counted something of its own since** (`shards::own_changes`, per
+//!   thread: several threads may share a shard). A thread that reads without serving (a test
+//!   after joining a task, a metrics loop) always reads afresh, so it sees everything that
+//!   happened before its read.
+//! - **No shard has reported.** Each shard reports every `REPORT_EVERY` (1,024) changes
+//!   (`shards.rs`); a kept reading is dropped at the first report seen after it was taken
+//!   (a report is a relaxed write: one seen a moment late lets a few more changes by).
 //! - **Nothing else moved:** no switch between the shards and the word (draining, a waiter, a
 //!   fold), no cancellation and no refusal (both move `rare_changes`).
 //!
 //! So a reading reused here counts exactly this thread's shard and every request that was in
-//! the pool when it was taken, and may leave out fewer than `REPORT_EVERY` of each other
-//! shard's latest changes. Its invariant holds (it is a shared reading plus one shard's
+//! the pool when it was taken, and may leave out about `REPORT_EVERY` of each other shard's
+//! latest changes at most. Its invariant holds (it is a shared reading plus one shard's
 //! changes, each a whole entry or exit), and on one thread nothing it counts goes backwards:
 //! the kept part is fixed, this thread's shard only adds entries and exits, and a fresh
 //! reading counts at least everything the kept one did.
@@ -41,6 +43,8 @@ struct Kept {
     reported: u64,
     /// This thread's shard of that state, which is this thread's for good.
     shard: Option<&'static Shard>,
+    /// What this thread had counted there itself (`shards::own_changes`).
+    own_changes: u64,
     /// Its word as the reading saw it.
     own: u64,
     reading: Reading,
@@ -54,6 +58,7 @@ impl Kept {
         rare_changes: 0,
         reported: 0,
         shard: None,
+        own_changes: 0,
         own: 0,
         reading: Reading {
             word: 0,
@@ -112,6 +117,12 @@ impl State {
     #[inline]
     fn reuse(&self, kept: &Kept) -> Option<(u64, usize)> {
         let own = kept.shard?;
+        if shards::own_changes(own) == kept.own_changes {
+            // Nothing counted by this thread itself since (its shard's word may have moved
+            // for another thread sharing it): read afresh, and so see everything that
+            // happened before this call.
+            return None;
+        }
         if !std::ptr::eq(kept.state, self)
             // Acquire: pairs with the Release that ends a switch; a switch under way is odd,
             // and never equal to a kept value.
@@ -126,11 +137,6 @@ impl State {
         // Relaxed: this thread's own shard, which it wrote last (or a thread sharing it did,
         // whose changes are then counted too).
         let now = own.word.load(Ordering::Relaxed);
-        if now == kept.own {
-            // Nothing of its own since: read afresh, and so see everything that happened
-            // before this call.
-            return None;
-        }
         // Within one opening (the switches stand still) a shard's entries only grow.
         let entries = shards::entries(now).checked_sub(shards::entries(kept.own))?;
         let in_flight = kept.reading.in_flight as i64 + shards::held(now) - shards::held(kept.own);
@@ -166,13 +172,15 @@ impl State {
             && own != 0
             // Acquire: as above.
             && self.switches.load(Ordering::Acquire) == switches;
+        let shard = shards::local(&self.shards);
         let kept = if settled {
             Kept {
                 state: self,
                 switches,
                 rare_changes,
                 reported,
-                shard: shards::local(&self.shards),
+                shard,
+                own_changes: shard.map_or(0, shards::own_changes),
                 own,
                 reading,
             }
