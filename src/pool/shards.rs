@@ -152,6 +152,15 @@ pub(super) struct Folded {
     pub(super) in_flight: i64,
 }
 
+/// The last pool this thread counted in (by the address of its shards' cell) and its shard
+/// there: see `local`.
+#[cfg(not(loom))]
+type Remembered = Option<(*const std::sync::OnceLock<Shards>, &'static Shard)>;
+#[cfg(not(loom))]
+std::thread_local!(static LAST: std::cell::Cell<Remembered> = const {
+    std::cell::Cell::new(None)
+});
+
 /// This thread's shard of the pool whose shards live in `cell`, if it has any.
 ///
 /// Each thread remembers the last pool it counted in and its shard there, keyed by the
@@ -164,11 +173,6 @@ pub(super) struct Folded {
 pub(super) fn local(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard> {
     #[cfg(not(loom))]
     {
-        type Remembered = Option<(*const std::sync::OnceLock<Shards>, &'static Shard)>;
-        std::thread_local!(static LAST: std::cell::Cell<Remembered> = const {
-            std::cell::Cell::new(None)
-        });
-
         #[cold]
         fn look_up(shards: &Shards, key: *const std::sync::OnceLock<Shards>) -> &'static Shard {
             let shard = shards.local();
@@ -188,6 +192,22 @@ pub(super) fn local(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard
     #[cfg(loom)]
     {
         cell.get().map(Shards::local)
+    }
+}
+
+/// Whether this thread's last count in any pool was in the pool whose shards live in `cell`:
+/// a thread serving that pool, as opposed to one that only reads it.
+#[inline]
+pub(super) fn counted_here(cell: &std::sync::OnceLock<Shards>) -> bool {
+    #[cfg(not(loom))]
+    {
+        LAST.with(std::cell::Cell::get)
+            .is_some_and(|(key, _)| std::ptr::eq(key, cell))
+    }
+    // Under loom every lookup is fresh (see `local`): every thread may keep a reading.
+    #[cfg(loom)]
+    {
+        cell.get().is_some()
     }
 }
 

@@ -152,8 +152,11 @@ impl State {
         let Some(shards) = self.shards.get() else {
             return self.read_shared();
         };
+        // Only a thread that serves this pool keeps a reading: one that only reads it (a
+        // metrics loop) reads afresh every time, and never turns the reports on.
+        let serving = shards::counted_here(&self.shards);
         // Relaxed: a hint; `start_reporting` decides under the mode lock.
-        if !self.reporting.load(Ordering::Relaxed) {
+        if serving && !self.reporting.load(Ordering::Relaxed) {
             // Before the first reading is kept: from now on every change counts towards a
             // report, so none after the reading can go unreported.
             self.start_reporting();
@@ -168,7 +171,8 @@ impl State {
         let (reading, own) = self.read_shared_noting();
         // A reading that did not sum this thread's open shard (an exact fallback) is not
         // kept, nor one that a switch overlapped.
-        let settled = switches & 1 == 0
+        let settled = serving
+            && switches & 1 == 0
             && own != 0
             // Acquire: as above.
             && self.switches.load(Ordering::Acquire) == switches;
