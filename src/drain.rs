@@ -337,7 +337,7 @@ impl Drain {
     ///   the read; one that does may be in it or not.
     /// - On a thread that has (a worker serving requests), it counts that thread's own
     ///   requests exactly, and may leave out the latest entries and exits of other threads:
-    ///   fewer than 1,024 per thread since its last fresh read, after which it reads afresh.
+    ///   about 1,024 at most per thread since its last fresh read, after which it reads afresh.
     /// - While draining, or with a predicate waiter looking, it reads one exact word.
     ///
     /// See [`snapshot`](Self::snapshot) for the rest of what a reading promises.
