@@ -29,7 +29,7 @@ use std::cell::Cell;
 
 use super::super::shards::{self, Shard};
 use super::{Reading, State, SHARDED};
-use crate::loom::Ordering;
+use crate::loom::{fence, Ordering};
 
 /// A reading kept by a thread, and what must stand still for it to be reused.
 #[derive(Debug, Clone, Copy)]
@@ -134,9 +134,16 @@ impl State {
         {
             return None;
         }
-        // Relaxed: this thread's own shard, which it wrote last (or a thread sharing it did,
-        // whose changes are then counted too).
+        // Relaxed, then the seqlock's second check: a fold that began after the check above
+        // may have closed this shard (or closed and opened it again, empty), and its word
+        // would then say nothing about the kept reading's opening. (Without this second
+        // check, a fold and an opening between the two loads made a reading lose this
+        // thread's latest entries: a stress test saw `started` go back by two.)
         let now = own.word.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if self.switches.load(Ordering::Relaxed) != kept.switches {
+            return None;
+        }
         // Within one opening (the switches stand still) a shard's entries only grow.
         let entries = shards::entries(now).checked_sub(shards::entries(kept.own))?;
         let in_flight = kept.reading.in_flight as i64 + shards::held(now) - shards::held(kept.own);
