@@ -170,6 +170,22 @@ fn reads(c: &mut Criterion) {
                 black_box(reader.snapshot());
             })
         });
+        // The control for every case with a thread beside the requests: one that never
+        // touches the pool, but keeps a core busy (on a machine whose cores share execution
+        // units, as virtual CPUs often do, any busy neighbour slows the requests).
+        bench(c, threads, "busy_beside", || {
+            let drain = Drain::new();
+            let mut spins = 0u64;
+            Case::new(serving(&drain)).beside(move || {
+                spins = black_box(spins.wrapping_add(1));
+            })
+        });
+        bench(c, threads, "clock_beside", || {
+            let drain = Drain::new();
+            Case::new(serving(&drain)).beside(move || {
+                black_box(std::time::Instant::now());
+            })
+        });
         bench(c, threads, "task_tracker_len_inside", || {
             let tracker = tokio_util::task::TaskTracker::new();
             Case::new(move || {

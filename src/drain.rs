@@ -243,7 +243,9 @@ impl Drain {
         if !shared.is_root() {
             return Self::guard_slow(shared, None);
         }
-        match shared.state.enter_with(false, false) {
+        // The shard once more, if it is open: an entry that found it armed for predicate
+        // waiters counts there now, and wakes them.
+        match shared.state.enter_with(false, true) {
             Entry::Admitted => Guard::new(shared),
             entry => Self::guard_slow(shared, Some(entry)),
         }
@@ -308,7 +310,8 @@ impl Drain {
         if !shared.is_root() {
             return Self::try_guard_slow(shared, None);
         }
-        match shared.state.enter_with(true, false) {
+        // The shard once more: as in `guard_exact`.
+        match shared.state.enter_with(true, true) {
             Entry::Admitted => Ok(Guard::new(shared)),
             entry => Self::try_guard_slow(shared, Some(entry)),
         }
@@ -349,6 +352,7 @@ impl Drain {
     /// let _guard = drain.guard();
     /// assert_eq!(drain.in_flight(), 1);
     /// ```
+    #[inline]
     pub fn in_flight(&self) -> usize {
         self.shared().state.in_flight_near()
     }
@@ -636,6 +640,7 @@ impl Drain {
     /// assert!(snapshot.draining);
     /// # drop(guard);
     /// ```
+    #[inline]
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::from_reading(&self.shared().state.read_near())
     }

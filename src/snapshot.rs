@@ -46,6 +46,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    #[inline]
     pub(crate) fn from_reading(reading: &Reading) -> Self {
         let in_flight = reading.in_flight();
         // Every cancellation `State::read` counts has left the in-flight count (a cancellation

@@ -224,15 +224,28 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Snapshot> {
         let mut this = self.project();
         let shared = this.drain.shared();
+        let mut looked = false;
         while !*this.done {
             if !*this.checked {
+                if looked {
+                    // Woken again by a change since this poll's look: under steady traffic
+                    // that is every time, so look again at the next poll, after the task's
+                    // neighbours have run, rather than spin here for as long as requests
+                    // keep coming.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                looked = true;
                 // Enable first, then arm: the first change after the arming disarms and wakes
                 // us, and every change before it is in the snapshot below. Nothing is left
                 // registered: a waiter dropped while armed costs the next change one wake-up
-                // of nobody.
+                // of nobody. A fresh reading, never one kept by this thread (`read_near`):
+                // the arming moves nothing a kept reading checks, and one that left out
+                // another thread's change from before the arming would miss it for good.
                 this.notified.as_mut().enable();
+                shared.state.pace_look();
                 shared.state.arm_change();
-                let snapshot = this.drain.snapshot();
+                let snapshot = Snapshot::from_reading(&shared.state.read_shared());
                 if (this.predicate)(&snapshot) {
                     *this.done = true;
                     return Poll::Ready(snapshot);

@@ -243,6 +243,30 @@ fn changes_between_two_looks_are_checked_together() {
     assert_eq!(calls.load(Ordering::Relaxed), 2, "one look, one look");
 }
 
+/// A change after every look (here the predicate itself makes one, as steady traffic does):
+/// each poll looks once, then yields with a wake-up, rather than looking again and again
+/// inside one poll for as long as changes keep coming. (Before, this poll never returned.)
+#[test]
+fn a_predicate_waiter_looks_once_per_poll_under_steady_changes() {
+    let drain = Drain::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (seen, changer) = (calls.clone(), drain.clone());
+    let mut waiter = spawn(drain.until(move |_: &Snapshot| {
+        let call = seen.fetch_add(1, Ordering::Relaxed);
+        assert!(call < 100, "looking again and again inside one poll");
+        drop(changer.guard());
+        false
+    }));
+    for polls in 1..=3 {
+        assert_pending!(waiter.poll());
+        assert_eq!(calls.load(Ordering::Relaxed), polls, "one look per poll");
+        assert!(
+            waiter.is_woken(),
+            "a change came after the look: poll again"
+        );
+    }
+}
+
 #[test]
 fn predicate_sees_draining_begin_and_end() {
     let drain = Drain::new();

@@ -408,6 +408,59 @@ fn a_waiter_registering_as_the_last_request_leaves_is_never_lost() {
     }
 }
 
+/// A predicate waiter looks again at every wake-up while workers on every thread enter and
+/// leave (each shard armed and disarmed over and over, with arms left over) and other waiters
+/// are made, polled once and dropped in a loop: once the workers hold their last guards for
+/// good, the waiter sees it. A change whose arm was lost would leave it waiting.
+#[test]
+fn a_predicate_waiter_beside_churning_workers_and_waiters_never_misses_the_last_change() {
+    const CHURN: u64 = 20_000;
+    for _ in 0..20 {
+        let drain = Drain::new();
+        let barrier = Arc::new(Barrier::new(THREADS + 2));
+        let release = Arc::new(Barrier::new(THREADS + 1));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (drain, barrier, release) = (drain.clone(), barrier.clone(), release.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..CHURN {
+                        drop(drain.guard());
+                    }
+                    let last = drain.guard();
+                    release.wait();
+                    drop(last);
+                })
+            })
+            .collect();
+        let churner = {
+            let (drain, barrier) = (drain.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let waker = futures::task::noop_waker();
+                while drain.snapshot().started < THREADS as u64 * (CHURN + 1) {
+                    let mut waiter = Box::pin(drain.until(|s| s.in_flight > 1_000_000));
+                    let polled = waiter
+                        .as_mut()
+                        .poll(&mut std::task::Context::from_waker(&waker));
+                    assert!(polled.is_pending());
+                }
+            })
+        };
+        let total = THREADS as u64 * (CHURN + 1);
+        let waiter = drain.until(move |s| s.in_flight == THREADS && s.started == total);
+        barrier.wait();
+        let seen = block_on_bounded(waiter);
+        assert_eq!((seen.in_flight, seen.started), (THREADS, total));
+        churner.join().unwrap();
+        release.wait();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert_eq!(drain.in_flight(), 0);
+    }
+}
+
 #[test]
 fn many_waiters_across_threads_all_wake() {
     for _ in 0..50 {

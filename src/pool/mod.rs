@@ -360,8 +360,10 @@ impl Shared {
     fn leave_exact(&'static self, outcome: Outcome) {
         // Read before leaving: once the count is down, the memory may begin a new life.
         let parent = self.parent_link();
-        // The shard was tried (a completion), or is not for this exit (a cancellation).
-        self.leave_here(outcome, false);
+        // A root's completion tries its shard once more: one that found it armed for
+        // predicate waiters counts there now, and wakes them. A cancellation goes through the
+        // word.
+        self.leave_here(outcome, parent == 0 && outcome == Outcome::Completed);
         if parent != 0 {
             Self::leave_ancestors(parent, outcome);
         }

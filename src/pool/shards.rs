@@ -48,9 +48,15 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::loom::{AtomicU64, Ordering};
+use crate::loom::{fence, AtomicBool, AtomicU64, Ordering};
 
 const CLOSED: u64 = 1;
+/// Set while a predicate waiter is armed (`State::arm_change`): the next entry or exit here
+/// clears it and says so (`Counted::Disarmed`, `Exited::Disarmed`), and its caller wakes the
+/// waiters.
+/// Left set after they are disarmed elsewhere, it costs the next change here one look at the
+/// pool's word. Above the entries field, which the cap keeps below 2^21.
+const ARMED: u64 = 1 << 30;
 /// Set while some thread keeps a reading of this pool (`State::read_near`): only then does a
 /// change count towards a report, so that a pool nobody reads inside requests pays one test
 /// of a bit it already holds. Above the entries field, which the cap keeps below 2^20.
@@ -85,6 +91,12 @@ const FULL: u64 = ENTRIES_CAP * ENTRY_ONE;
 pub(super) enum Exited {
     /// Counted in the shard.
     Here,
+    /// Not counted: the shard is armed for predicate waiters, and the caller did not ask to
+    /// count there (the request path's first try, which stays small; its slow path asks).
+    Armed,
+    /// Counted in the shard, and this change disarmed it: the predicate waiters may need
+    /// waking (`Shared::changed_now`).
+    Disarmed,
     /// The shard is closed: count it in the word.
     Closed,
     /// The shard is at its floor: it has no allotment left for another exit (see the module
@@ -97,6 +109,12 @@ pub(super) enum Exited {
 pub(super) enum Counted {
     /// Counted in the shard.
     Here,
+    /// Not counted: the shard is armed for predicate waiters, and the caller did not ask to
+    /// count there (the request path's first try, which stays small; its slow path asks).
+    Armed,
+    /// Counted in the shard, and this change disarmed it: the predicate waiters may need
+    /// waking (`Shared::changed_now`).
+    Disarmed,
     /// The shard is closed: count it in the word.
     Closed,
     /// The shard is at its cap: fold the shards, then count it again.
@@ -118,6 +136,11 @@ pub(super) struct Cell {
     /// The pool's `Shards::reported`, beside the word so that a report needs no other line
     /// to find it.
     reported: &'static AtomicU64,
+    /// Whether more than one thread counts here (there are more threads than shards): then a
+    /// change of the word does not tell a reader that it counted something itself, and each
+    /// change while reporting notes its thread (`own_changes`). Set for good by the second
+    /// thread, before its first change (`Cell::share`).
+    shared: AtomicBool,
 }
 
 /// A pool's shards, made the first time its memory serves as a root pool and kept for good
@@ -176,6 +199,7 @@ pub(super) fn local(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard
         #[cold]
         fn look_up(shards: &Shards, key: *const std::sync::OnceLock<Shards>) -> &'static Shard {
             let shard = shards.local();
+            shard.share_if_second();
             LAST.with(|last| last.set(Some((key, shard))));
             shard
         }
@@ -191,8 +215,20 @@ pub(super) fn local(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard
     // the model's threads.
     #[cfg(loom)]
     {
-        cell.get().map(Shards::local)
+        cell.get().map(|shards| {
+            let shard = shards.local();
+            shard.share_if_second();
+            shard
+        })
     }
+}
+
+/// This thread's shard of the pool whose shards live in `cell`, for a reader: `local` without
+/// remembering it, so that reading a pool never makes a thread pass for one that serves it
+/// (`counted_here`).
+#[inline]
+pub(super) fn own(cell: &std::sync::OnceLock<Shards>) -> Option<&'static Shard> {
+    cell.get().map(Shards::local)
 }
 
 /// Whether this thread's last count in any pool was in the pool whose shards live in `cell`:
@@ -211,18 +247,23 @@ pub(super) fn counted_here(cell: &std::sync::OnceLock<Shards>) -> bool {
     }
 }
 
-/// Counts an entry in `shard` if it is open and below its cap.
+/// Counts an entry in `shard` if it is open and below its cap, and if it is armed for
+/// predicate waiters, only if `count_armed`.
 #[inline(always)]
-pub(super) fn enter(shard: &Shard) -> Counted {
+pub(super) fn enter(shard: &Shard, count_armed: bool) -> Counted {
     let cell = &**shard;
     // Relaxed: a first guess, which the swap checks.
     let mut word = cell.word.load(Ordering::Relaxed);
     loop {
-        if word & (CLOSED | FULL) != 0 {
+        if word & (CLOSED | FULL | ARMED) != 0 {
             return if word & CLOSED != 0 {
                 Counted::Closed
-            } else {
+            } else if word & FULL != 0 {
                 Counted::Full
+            } else if count_armed {
+                enter_armed(cell)
+            } else {
+                Counted::Armed
             };
         }
         // Acquire on success: pairs with the Release store that opened this shard, so that a
@@ -239,7 +280,7 @@ pub(super) fn enter(shard: &Shard) -> Counted {
             Ok(_) => {
                 if word & REPORTING != 0 {
                     cell.count_change(word + ENTER);
-                    note_own_change(cell);
+                    cell.note_if_shared();
                 }
                 return Counted::Here;
             }
@@ -248,15 +289,22 @@ pub(super) fn enter(shard: &Shard) -> Counted {
     }
 }
 
-/// Counts an exit in `shard` if it is open and above its floor.
+/// Counts an exit in `shard` if it is open and above its floor, and if it is armed for
+/// predicate waiters, only if `count_armed`.
 #[inline(always)]
-pub(super) fn exit(shard: &Shard) -> Exited {
+pub(super) fn exit(shard: &Shard, count_armed: bool) -> Exited {
     let cell = &**shard;
     // Relaxed: a first guess, which the swap checks.
     let mut word = cell.word.load(Ordering::Relaxed);
     loop {
-        if word & CLOSED != 0 {
-            return Exited::Closed;
+        if word & (CLOSED | ARMED) != 0 {
+            return if word & CLOSED != 0 {
+                Exited::Closed
+            } else if count_armed {
+                exit_armed(cell)
+            } else {
+                Exited::Armed
+            };
         }
         if word < IN_FLIGHT_ONE {
             return Exited::Floor;
@@ -274,9 +322,75 @@ pub(super) fn exit(shard: &Shard) -> Exited {
             Ok(_) => {
                 if word & REPORTING != 0 {
                     cell.count_change(word - IN_FLIGHT_ONE);
-                    note_own_change(cell);
+                    cell.note_if_shared();
                 }
                 return Exited::Here;
+            }
+            Err(now) => word = now,
+        }
+    }
+}
+
+/// `enter` in a shard armed for predicate waiters: counts the entry and disarms the shard in
+/// one swap, unless it closed or filled meanwhile.
+#[cold]
+fn enter_armed(cell: &Cell) -> Counted {
+    // Acquire: as in `enter`.
+    match change_armed(
+        cell,
+        |word| word & (CLOSED | FULL) != 0,
+        |word| word + ENTER,
+        Ordering::Acquire,
+    ) {
+        Ok(word) if word & ARMED != 0 => Counted::Disarmed,
+        Ok(_) => Counted::Here,
+        Err(word) if word & CLOSED != 0 => Counted::Closed,
+        Err(_) => Counted::Full,
+    }
+}
+
+/// `exit` in a shard armed for predicate waiters: as `enter_armed`.
+#[cold]
+fn exit_armed(cell: &Cell) -> Exited {
+    // AcqRel: as in `exit`.
+    let refused = |word: u64| word & CLOSED != 0 || word < IN_FLIGHT_ONE;
+    match change_armed(cell, refused, |word| word - IN_FLIGHT_ONE, Ordering::AcqRel) {
+        Ok(word) if word & ARMED != 0 => Exited::Disarmed,
+        Ok(_) => Exited::Here,
+        Err(word) if word & CLOSED != 0 => Exited::Closed,
+        Err(_) => Exited::Floor,
+    }
+}
+
+/// Swaps `cell`'s word for `next` of it, with `ARMED` cleared, unless `refused` of it: the
+/// word replaced, or the word that refused the change.
+#[inline(always)]
+fn change_armed(
+    cell: &Cell,
+    refused: impl Fn(u64) -> bool,
+    next: impl Fn(u64) -> u64,
+    success: Ordering,
+) -> Result<u64, u64> {
+    // Relaxed: a first guess, which the swap checks.
+    let mut word = cell.word.load(Ordering::Relaxed);
+    loop {
+        if refused(word) {
+            return Err(word);
+        }
+        // `success` is the caller's ordering, which is also at least Acquire: the change that
+        // clears an arm pairs with the Release of that arming (`Shards::arm`), so that the
+        // caller's look at the pool's word sees the flag the arming set there, or a later
+        // value.
+        match cell
+            .word
+            .compare_exchange_weak(word, next(word) & !ARMED, success, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                if word & REPORTING != 0 {
+                    cell.count_change(next(word));
+                    cell.note_if_shared();
+                }
+                return Ok(word);
             }
             Err(now) => word = now,
         }
@@ -299,6 +413,40 @@ impl Cell {
     pub(super) fn reported(&self) -> u64 {
         // Relaxed: see `report`.
         self.reported.load(Ordering::Relaxed)
+    }
+
+    /// Notes this thread's change in a shard that several threads count in.
+    #[inline(always)]
+    fn note_if_shared(&self) {
+        // Relaxed: a thread that sees the flag late leaves a few of its changes unnoted, and
+        // its reader then reads afresh where it could have reused a reading (see
+        // `own_changes`), which is always correct.
+        if self.shared.load(Ordering::Relaxed) {
+            note_own_change(self);
+        }
+    }
+
+    /// Whether several threads count in this shard (see `Cell::shared`).
+    #[inline(always)]
+    pub(super) fn is_shared(&self) -> bool {
+        // Relaxed: the caller has loaded the word with Acquire (or fenced) first: see
+        // `share_if_second`.
+        self.shared.load(Ordering::Relaxed)
+    }
+
+    /// Marks this shard shared if this thread is not the first to count in it, before the
+    /// thread's first change here.
+    fn share_if_second(&self) {
+        if crate::loom::worker_index() < shard_count() {
+            return;
+        }
+        // Relaxed, then a Release fence before every change this thread makes here: a reader
+        // that loads this word (Acquire) and sees one of those changes sees the flag too, and
+        // so never takes this thread's change for its own.
+        if !self.shared.load(Ordering::Relaxed) {
+            self.shared.store(true, Ordering::Relaxed);
+        }
+        fence(Ordering::Release);
     }
 
     #[cold]
@@ -357,6 +505,7 @@ impl Shards {
                 CachePadded::new(Cell {
                     word: AtomicU64::new(CLOSED),
                     reported,
+                    shared: AtomicBool::new(false),
                 })
             })
             .collect();
@@ -417,6 +566,17 @@ impl Shards {
         summed
     }
 
+    /// Arms every shard for predicate waiters: the next entry or exit in each says so. The
+    /// caller holds the pool's mode lock, has seen the shards open, and has set `CHANGED` in
+    /// the word.
+    pub(super) fn arm(&self) {
+        for shard in self.cells.iter() {
+            // Release: pairs with the Acquire of the change that clears it, which then sees
+            // `CHANGED` (set before this) when it looks at the word, or a later value.
+            shard.word.fetch_or(ARMED, Ordering::Release);
+        }
+    }
+
     /// Makes every shard count its changes towards reports from now on, open or not (an
     /// opening carries it on). The caller holds the pool's mode lock.
     pub(super) fn start_reporting(&self) {
@@ -443,10 +603,13 @@ impl Shards {
         self.local().word.store(word, Ordering::Relaxed);
     }
 
-    /// Opens every shard, empty but for its `allotment`. The caller holds the pool's mode
+    /// Opens every shard, empty but for its `allotment`, and `armed` if predicate waiters are
+    /// (`CHANGED` was in the word that `SHARDED` was set in). The caller holds the pool's mode
     /// lock, has set `SHARDED` in the word, and has seen the shards closed.
-    pub(super) fn open(&self, allotment: u64, reporting: bool) {
-        let word = (allotment * IN_FLIGHT_ONE) | if reporting { REPORTING } else { 0 };
+    pub(super) fn open(&self, allotment: u64, reporting: bool, armed: bool) {
+        let word = (allotment * IN_FLIGHT_ONE)
+            | if reporting { REPORTING } else { 0 }
+            | if armed { ARMED } else { 0 };
         for shard in self.cells.iter() {
             // Release: pairs with the Acquire of the entries and exits that find it open, so
             // that they see `SHARDED`, set before this, in the word (see `enter`). A closed
@@ -457,7 +620,8 @@ impl Shards {
     }
 }
 
-const ENTRIES_MASK: u64 = REPORTING - 2;
+/// The entries field: bits 1 to 20 (the cap is 2^19).
+const ENTRIES_MASK: u64 = (FULL << 1) - ENTRY_ONE;
 
 /// A shard word's entries since the shards opened.
 #[inline(always)]
@@ -494,11 +658,11 @@ mod tests {
     #[test]
     fn a_shard_counts_below_zero_without_touching_its_entries() {
         let shards = Shards::new();
-        shards.open(UNFLOORED, false);
+        shards.open(UNFLOORED, false, false);
         let shard = shards.local();
-        assert_eq!(exit(shard), Exited::Here);
-        assert_eq!(exit(shard), Exited::Here);
-        assert_eq!(enter(shard), Counted::Here);
+        assert_eq!(exit(shard, true), Exited::Here);
+        assert_eq!(exit(shard, true), Exited::Here);
+        assert_eq!(enter(shard, true), Counted::Here);
         let folded = shards.close(UNFLOORED);
         assert_eq!(
             folded,
@@ -507,20 +671,24 @@ mod tests {
                 in_flight: -1
             }
         );
-        assert_eq!(enter(shard), Counted::Closed);
-        assert_eq!(exit(shard), Exited::Closed, "a closed shard takes no exit");
+        assert_eq!(enter(shard, true), Counted::Closed);
+        assert_eq!(
+            exit(shard, true),
+            Exited::Closed,
+            "a closed shard takes no exit"
+        );
     }
 
     #[test]
     fn a_shard_refuses_exits_beyond_its_allotment() {
         let shards = Shards::new();
-        shards.open(1, false);
+        shards.open(1, false, false);
         let shard = shards.local();
-        assert_eq!(exit(shard), Exited::Here, "the allotment");
-        assert_eq!(exit(shard), Exited::Floor);
-        assert_eq!(enter(shard), Counted::Here);
-        assert_eq!(exit(shard), Exited::Here, "its own entry");
-        assert_eq!(exit(shard), Exited::Floor);
+        assert_eq!(exit(shard, true), Exited::Here, "the allotment");
+        assert_eq!(exit(shard, true), Exited::Floor);
+        assert_eq!(enter(shard, true), Counted::Here);
+        assert_eq!(exit(shard, true), Exited::Here, "its own entry");
+        assert_eq!(exit(shard, true), Exited::Floor);
         let folded = shards.close(1);
         assert_eq!(folded.in_flight, -1);
     }
@@ -528,15 +696,19 @@ mod tests {
     #[test]
     fn a_shard_at_a_cap_asks_for_a_fold() {
         let shards = Shards::new();
-        shards.open(UNFLOORED, false);
+        shards.open(UNFLOORED, false, false);
         let shard = shards.local();
         shard
             .word
             .store((ENTRIES_CAP - 1) * ENTRY_ONE, Ordering::Relaxed);
-        assert_eq!(enter(shard), Counted::Here, "the last entry below the cap");
-        assert_eq!(enter(shard), Counted::Full);
+        assert_eq!(
+            enter(shard, true),
+            Counted::Here,
+            "the last entry below the cap"
+        );
+        assert_eq!(enter(shard, true), Counted::Full);
         // Exits are never capped.
-        assert_eq!(exit(shard), Exited::Here);
+        assert_eq!(exit(shard, true), Exited::Here);
     }
 
     #[test]

@@ -17,16 +17,18 @@
 //!   does nothing more. The shards may stay open under it, with floors that keep every
 //!   transition to empty in the word (see `shards.rs`).
 //! - `CHANGED`: a predicate waiter is armed: the next change must wake it, and disarms it
-//!   (`Shared::changed_now`); the waiter arms again when it has looked.
+//!   (`Shared::changed_now`); the waiter arms again when it has looked. While the shards are
+//!   open, each is armed too (`arm_change`), so the first change counted there says so
+//!   without the count leaving the shards.
 //! - `DETACH`: every `Drain` handle is gone; the exit that takes the count to zero recycles the
 //!   pool's memory (see `super`).
 //! - `SHARDED`: the shards are open (or being folded), and the count is the word's *plus* the
 //!   shards'. Only the mode lock's holder changes the word's count then: an entry or exit that
 //!   finds its shard closed (a switch is under way) or at its floor waits for the lock and
 //!   tries again (`admit_slow`, `exit_locked`). So the word's count never moves under an open
-//!   shard, and no exit through the word can empty the pool unseen. No flag but `EMPTY` is set
-//!   while `SHARDED` is (each of `EXACT` is set only after a fold, under the mode lock, and the
-//!   shards open only while none is), and every exact reading folds first.
+//!   shard, and no exit through the word can empty the pool unseen. No flag but `EMPTY` and
+//!   `CHANGED` is set while `SHARDED` is (each of `EXACT` is set only after a fold, under the
+//!   mode lock, and the shards open only while none is), and every exact reading folds first.
 //! - in flight: 27 bits, of which at most `MAX_IN_FLIGHT` (2^26) are ever used: an entry is
 //!   admitted by a compare-and-swap that checks the limit first, so the field never carries
 //!   into the entries counter.
@@ -48,10 +50,12 @@
 //! Every switch runs under the mode lock. *Closing* (`close`) swaps each shard closed, adds
 //! what they held to the word and clears `SHARDED`, in one read-modify-write; from then on the
 //! word is exact, and every entry and exit goes through it. The flags that need an exact count
-//! (`DRAIN`, `EMPTY`, `CHANGED`, `DETACH`) are set only by a caller holding the mode lock
-//! after a close, so they are ordered after it. *Opening* (`try_open`) happens only while none
-//! of them is set, the pool is a root, and the word holds at most half the limit: it sets
-//! `SHARDED`, then opens the shards empty. An entry that finds its shard closed while
+//! (`DRAIN`, `DETACH`) are set only by a caller holding the mode lock after a close, so they
+//! are ordered after it; `EMPTY` after a close too, unless floors already keep the pool from
+//! emptying in the shards (`watch_empty`); `CHANGED` under the lock, with the open shards
+//! armed in the same hold. *Opening* (`try_open`) happens only while neither of `EXACT` is
+//! set, the pool is a root, and the word holds at most half the limit: it sets `SHARDED`, then
+//! opens the shards empty, floored under `EMPTY` and armed under `CHANGED`. An entry that finds its shard closed while
 //! `SHARDED` is set waits for the switch on the mode lock and tries again; an exit never waits.
 //!
 //! Why admission stays atomic: `start_draining` closes the shards before it sets `DRAIN`. An
@@ -80,8 +84,9 @@ const FLAGS: u64 = DRAINING | EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED | SHARD
 /// The flags that make an exit do more than its read-modify-write.
 pub(crate) const LATE_WORK: u64 = EMPTY_WAITERS | CHANGE_WATCHERS | DETACHED;
 /// The flags that need the exact count: the shards stay closed while any is set. `EMPTY` is
-/// not one of them: the floors keep its transitions in the word (see `shards.rs`).
-const EXACT: u64 = DRAINING | CHANGE_WATCHERS | DETACHED;
+/// not one of them: the floors keep its transitions in the word (see `shards.rs`); nor is
+/// `CHANGED`: each open shard is armed with it (`arm_change`).
+const EXACT: u64 = DRAINING | DETACHED;
 
 const IN_FLIGHT_SHIFT: u32 = 5;
 const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
@@ -336,7 +341,8 @@ impl State {
     /// counted, and the caller enters through the word (`enter_with`, without the shard).
     #[inline(always)]
     pub(crate) fn enter_shard(&self) -> bool {
-        shards::local(&self.shards).is_some_and(|shard| shards::enter(shard) == Counted::Here)
+        shards::local(&self.shards)
+            .is_some_and(|shard| shards::enter(shard, false) == Counted::Here)
     }
 
     /// Counts a completed request's exit on this thread's shard, if the shards are open and it
@@ -346,7 +352,7 @@ impl State {
     /// are open (`leave`).
     #[inline(always)]
     pub(crate) fn exit_shard(&self) -> bool {
-        shards::local(&self.shards).is_some_and(|shard| shards::exit(shard) == Exited::Here)
+        shards::local(&self.shards).is_some_and(|shard| shards::exit(shard, false) == Exited::Here)
     }
 
     /// Counts one more request in flight unless the pool is draining or full, as a root
@@ -358,20 +364,14 @@ impl State {
     /// empty, no entry can be admitted.
     #[cfg(test)]
     pub(crate) fn try_enter(&self) -> Entry {
-        if self.enter_shard() {
-            return Entry::Admitted;
-        }
-        self.enter_with(true, false)
+        self.enter_with(true, true)
     }
 
     /// Counts one more request in flight even while draining, as `Drain::guard` does for a
     /// root pool. Refuses only when full.
     #[cfg(test)]
     pub(crate) fn enter(&self) -> Entry {
-        if self.enter_shard() {
-            return Entry::Admitted;
-        }
-        self.enter_with(false, false)
+        self.enter_with(false, true)
     }
 
     /// Counts one more request in flight unless it is full, or (`draining_refuses`) the pool
@@ -386,9 +386,11 @@ impl State {
     #[inline(always)]
     fn admit(&self, refused_by: u64, sharded: bool) -> Entry {
         if let Some(shard) = shards::local(&self.shards).filter(|_| sharded) {
-            match shards::enter(shard) {
+            match shards::enter(shard, true) {
                 Counted::Here => return Entry::Admitted,
-                Counted::Closed => {}
+                Counted::Disarmed => return Entry::AdmittedChanged,
+                // `Armed` is for the request path's first try (`enter_shard`) alone.
+                Counted::Armed | Counted::Closed => {}
                 Counted::Full => return self.admit_after_fold(refused_by),
             }
         }
@@ -504,12 +506,15 @@ impl State {
     #[inline(always)]
     fn leave(&self, sharded: bool) -> u64 {
         if let Some(shard) = shards::local(&self.shards).filter(|_| sharded) {
-            match shards::exit(shard) {
-                // A shard is open, so no flag but `EMPTY` is set, and its floors keep this
-                // exit from emptying the pool: nobody needs to hear of it.
+            match shards::exit(shard, true) {
+                // A shard is open, so no flag but `EMPTY` and `CHANGED` is set, and its floors
+                // keep this exit from emptying the pool: nobody needs to hear of it, unless
+                // this exit disarmed the shard (then the predicate waiters must).
                 Exited::Here => return 0,
+                Exited::Disarmed => return CHANGE_WATCHERS,
                 Exited::Floor => return self.exit_locked(),
-                Exited::Closed => {}
+                // `Armed` is for the request path's first try (`exit_shard`) alone.
+                Exited::Armed | Exited::Closed => {}
             }
         }
         // Relaxed: a first guess, which the swap checks.
@@ -556,8 +561,10 @@ impl State {
         // Relaxed: only the mode lock's holder sets or clears `SHARDED`.
         if self.word.load(Ordering::Relaxed) & SHARDED != 0 {
             let shard = shards::local(&self.shards).expect("`SHARDED` without shards");
-            if shards::exit(shard) == Exited::Here {
-                return 0;
+            match shards::exit(shard, true) {
+                Exited::Here => return 0,
+                Exited::Disarmed => return CHANGE_WATCHERS,
+                Exited::Armed | Exited::Closed | Exited::Floor => {}
             }
             self.close(&mut mode);
         }
@@ -674,23 +681,41 @@ impl State {
         (next, in_flight(prev) == 0)
     }
 
-    /// Arms the predicate waiters: closes the shards, so that every change goes through the
-    /// word, and sets `CHANGED`, so that the first one disarms and wakes them. Returns the
-    /// word before.
+    /// Arms the predicate waiters: sets `CHANGED` in the word, and arms every open shard
+    /// (`Shards::arm`), so that the first change, wherever it is counted, disarms and wakes
+    /// them. The shards stay open: the workers go on counting each on its own line, and only
+    /// the first change in each shard after an arming looks at the word. Returns the word
+    /// before.
+    ///
+    /// Under the mode lock, so that no switch comes between the flag and the shards' arming:
+    /// shards opened after it are armed by the opening (`try_open`), and a fold carries the
+    /// flag's meaning into the word, where every change sees it.
     pub(crate) fn arm_change(&self) -> u64 {
-        // AcqRel (in `set_exact`): a change after this sees the flag; one before it is in the
-        // snapshot the waiter takes next.
-        self.set_exact(CHANGE_WATCHERS)
+        let _mode = self.lock_mode();
+        // AcqRel: a change through the word after this sees the flag; one before it is in the
+        // reading the waiter takes next (its Release exits, with the waiter's Acquire loads).
+        let prev = self.word.fetch_or(CHANGE_WATCHERS, Ordering::AcqRel);
+        if prev & SHARDED != 0 {
+            // Open, and staying so while we hold the lock.
+            self.shards.get().expect("`SHARDED` without shards").arm();
+        }
+        prev
     }
 
     /// Disarms the predicate waiters after a change that saw them armed: returns whether
-    /// this call disarmed them (and so must wake them), and lets the shards open again.
+    /// this call disarmed them (and so must wake them). Shards that stay armed after it cost
+    /// their next change this look at the word, and nothing more.
     #[cold]
     pub(crate) fn disarm_change(&self) -> bool {
+        // Acquire, as the swap's: a look first, so that the shards' leftover arms (and a
+        // waiter disarmed already) cost no write of the shared word. Whoever cleared the
+        // flag wakes the waiters, after every arming it saw.
+        if self.load() & CHANGE_WATCHERS == 0 {
+            return false;
+        }
         // AcqRel: ordered with every entry and exit by the word's modification order, and
         // before the wake-up that follows, which a re-arming waiter's flag comes after.
         let prev = self.word.fetch_and(!CHANGE_WATCHERS, Ordering::AcqRel);
-        self.try_open(&mut self.lock_mode());
         prev & CHANGE_WATCHERS != 0
     }
 
@@ -751,7 +776,7 @@ impl State {
         let shards = self.shards.get()?;
         // Relaxed: inside the seqlock checked below; a switch moves it.
         let allotment = self.allotment.load(Ordering::Relaxed);
-        let own = shards::local(&self.shards);
+        let own = shards::own(&self.shards);
         let first = shards.sum(allotment, own);
         let summed = shards.sum(allotment, own);
         // Acquire: as above.
@@ -1003,7 +1028,7 @@ impl State {
         mode.floored = word & EMPTY_WAITERS != 0;
         // Relaxed: inside the switch's seqlock, which orders it for lock-free readers.
         self.allotment.store(opened, Ordering::Relaxed);
-        shards.open(opened, mode.reporting);
+        shards.open(opened, mode.reporting, word & CHANGE_WATCHERS != 0);
         self.end_switch();
     }
 }
@@ -1115,6 +1140,40 @@ mod tests {
         state.shard();
         assert_ne!(state.load() & SHARDED, 0);
         state
+    }
+
+    /// A thread that only reads a pool (a metrics loop, a test's check) never passes for one
+    /// that serves it: it keeps no reading and turns no reports on, which every request would
+    /// pay for. (Before, its first read remembered its shard as a serving thread's would, and
+    /// every read after it was taken for a serving thread's: unpaced, and reporting.)
+    #[test]
+    fn a_thread_that_only_reads_never_passes_for_one_that_serves() {
+        let state = sharded();
+        std::thread::spawn(|| {
+            for _ in 0..3 {
+                assert_eq!(state.read_near().in_flight(), 0);
+                assert_eq!(state.in_flight_near(), 0);
+            }
+            assert!(!shards::counted_here(&state.shards));
+        })
+        .join()
+        .unwrap();
+        assert!(
+            !state.reporting.load(Ordering::Relaxed),
+            "reports turned on"
+        );
+        std::thread::spawn(|| {
+            assert_eq!(state.enter(), Entry::Admitted);
+            assert_eq!(state.read_near().in_flight(), 1);
+            assert!(shards::counted_here(&state.shards));
+            state.exit(Outcome::Completed);
+        })
+        .join()
+        .unwrap();
+        assert!(
+            state.reporting.load(Ordering::Relaxed),
+            "a serving thread keeps readings"
+        );
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! shared reading of one pool, and reuses it, adding what its own shard counted since, while
 //! three things hold:
 //!
-//! - **This thread has counted something of its own since** (`shards::own_changes`, per
-//!   thread: several threads may share a shard). A thread that reads without serving (a test
-//!   after joining a task, a metrics loop) always reads afresh, so it sees everything that
-//!   happened before its read.
+//! - **This thread has counted something of its own since**: its shard's word moved, or,
+//!   in a shard that several threads share (more threads than shards), its own note of its
+//!   changes there moved (`shards::own_changes`; only such shards pay for the note). A thread
+//!   that reads without serving (a test after joining a task, a metrics loop) always reads
+//!   afresh, so it sees everything that happened before its read.
 //! - **No shard has reported.** Each shard reports every `REPORT_EVERY` (1,024) changes
 //!   (`shards.rs`); a kept reading is dropped at the first report seen after it was taken
 //!   (a report is a relaxed write: one seen a moment late lets a few more changes by).
@@ -117,12 +118,6 @@ impl State {
     #[inline]
     fn reuse(&self, kept: &Kept) -> Option<(u64, usize)> {
         let own = kept.shard?;
-        if shards::own_changes(own) == kept.own_changes {
-            // Nothing counted by this thread itself since (its shard's word may have moved
-            // for another thread sharing it): read afresh, and so see everything that
-            // happened before this call.
-            return None;
-        }
         if !std::ptr::eq(kept.state, self)
             // Acquire: pairs with the Release that ends a switch; a switch under way is odd,
             // and never equal to a kept value.
@@ -144,12 +139,32 @@ impl State {
         if self.switches.load(Ordering::Relaxed) != kept.switches {
             return None;
         }
+        // Whether this thread has counted anything itself since the reading: if not, it
+        // reads afresh, and so sees everything that happened before this call. Its shard's
+        // changes are its own unless another thread counts there too, which that thread
+        // says before its first change there (the fence above shows it with the change).
+        let counted = if own.is_shared() {
+            shards::own_changes(own) != kept.own_changes
+        } else {
+            shards::changes(now) != shards::changes(kept.own)
+        };
+        if !counted {
+            return None;
+        }
         // Within one opening (the switches stand still) a shard's entries only grow.
         let entries = shards::entries(now).checked_sub(shards::entries(kept.own))?;
         let in_flight = kept.reading.in_flight as i64 + shards::held(now) - shards::held(kept.own);
         // Below zero: a guard that entered elsewhere after the kept reading left here.
         let in_flight = usize::try_from(in_flight).ok()?;
         Some((entries, in_flight))
+    }
+
+    /// Paces a fresh look at the open shards from a thread that does not serve this pool
+    /// (see `pace`): before a predicate waiter arms the shards and reads them.
+    pub(crate) fn pace_look(&self) {
+        if self.load() & SHARDED != 0 && !shards::counted_here(&self.shards) {
+            pace();
+        }
     }
 
     /// A fresh shared reading, kept for the next reads on this thread if nothing moved while
@@ -162,6 +177,9 @@ impl State {
         // Only a thread that serves this pool keeps a reading: one that only reads it (a
         // metrics loop) reads afresh every time, and never turns the reports on.
         let serving = shards::counted_here(&self.shards);
+        if !serving {
+            pace();
+        }
         // Relaxed: a hint; `start_reporting` decides under the mode lock.
         if serving && !self.reporting.load(Ordering::Relaxed) {
             // Before the first reading is kept: from now on every change counts towards a
@@ -183,7 +201,7 @@ impl State {
             && own != 0
             // Acquire: as above.
             && self.switches.load(Ordering::Acquire) == switches;
-        let shard = shards::local(&self.shards);
+        let shard = shards::own(&self.shards);
         let kept = if settled {
             Kept {
                 state: self,
@@ -200,5 +218,37 @@ impl State {
         };
         KEPT.with(|slot| slot.set(kept));
         reading
+    }
+}
+
+/// The least time between two fresh readings of open shards on a thread that does not serve
+/// the pool (see `pace`).
+#[cfg(not(loom))]
+const PACE: std::time::Duration = std::time::Duration::from_micros(1);
+
+/// Spaces out this thread's fresh readings of open shards: each pulls every worker's cache
+/// line to the reader, and the worker's next change must take it back, so a tight loop of
+/// reads on another thread (a spinning metrics or backpressure loop) would slow every request
+/// (2.4-4x the serving path in `benches/reads.rs`). A reading sooner than `PACE` after this
+/// thread's last one waits the rest of it, spinning: the loop pays, not the workers, and a
+/// reader that reads less often than that (any sampling interval) pays a clock read.
+#[inline]
+fn pace() {
+    #[cfg(not(loom))]
+    {
+        use std::time::Instant;
+
+        std::thread_local!(static LAST: Cell<Option<Instant>> = const { Cell::new(None) });
+        let now = Instant::now();
+        if let Some(due) = LAST.with(Cell::get).and_then(|last| last.checked_add(PACE)) {
+            let mut now = now;
+            while now < due {
+                std::hint::spin_loop();
+                now = Instant::now();
+            }
+            LAST.with(|last| last.set(Some(now)));
+            return;
+        }
+        LAST.with(|last| last.set(Some(now)));
     }
 }
