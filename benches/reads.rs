@@ -180,12 +180,6 @@ fn reads(c: &mut Criterion) {
                 spins = black_box(spins.wrapping_add(1));
             })
         });
-        bench(c, threads, "clock_beside", || {
-            let drain = Drain::new();
-            Case::new(serving(&drain)).beside(move || {
-                black_box(std::time::Instant::now());
-            })
-        });
         bench(c, threads, "task_tracker_len_inside", || {
             let tracker = tokio_util::task::TaskTracker::new();
             Case::new(move || {
@@ -338,6 +332,7 @@ fn summary() {
             "snapshot_inside",
             "phase_inside",
             "snapshot_loop_beside",
+            "busy_beside",
             "task_tracker_len_inside",
             "gauge_get_inside",
             "until_false_parked",

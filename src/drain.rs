@@ -337,11 +337,15 @@ impl Drain {
     ///
     /// - On a thread that has not entered or left the pool since its last read (a test after
     ///   joining a task, a metrics loop), it is exact when no request enters or leaves during
-    ///   the read; one that does may be in it or not.
+    ///   the read; one that does may be in it or not. Such a read looks at every worker's
+    ///   counter, which moves their cache lines, so on a thread that does not serve the pool
+    ///   two of them are at least a microsecond apart: a read sooner than that after the
+    ///   thread's last one waits (spinning) the rest of it. A loop that reads as fast as it
+    ///   can then costs the workers next to nothing; any sampling interval never waits.
     /// - On a thread that has (a worker serving requests), it counts that thread's own
     ///   requests exactly, and may leave out the latest entries and exits of other threads:
     ///   about 1,024 at most per thread since its last fresh read, after which it reads afresh.
-    /// - While draining, or with a predicate waiter looking, it reads one exact word.
+    /// - While draining, it reads one exact word.
     ///
     /// See [`snapshot`](Self::snapshot) for the rest of what a reading promises.
     ///
@@ -551,8 +555,13 @@ impl Drain {
     /// change after a check wakes the waiter, and the changes that come until it is polled
     /// again are checked together, against the newest snapshot (as with
     /// `tokio::sync::watch`). So a waiter costs the requests one wake-up per check, however
-    /// busy the pool: between its wake-up and its next poll they count per thread as if it
-    /// were not there, and once it is dropped, the next change finds nobody to wake.
+    /// busy the pool: each worker's first change after a check looks at one shared word,
+    /// and every other change counts per thread as if the waiter were not there; once it is
+    /// dropped, the next change finds nobody to wake. Each poll checks at most once: woken
+    /// again by then (under steady traffic, always), it asks to be polled again and returns
+    /// `Pending`, so it never holds its thread for as long as requests keep coming. On a
+    /// thread that does not serve the pool, checks are paced as its reads are (see
+    /// [`in_flight`](Self::in_flight)).
     ///
     /// # Cancel safety
     ///
@@ -620,8 +629,9 @@ impl Drain {
     /// them, so a metrics loop on another thread costs the request path next to nothing:
     /// each count is exact when no request enters or leaves during the read, and one that
     /// does may be in it or not. Inside requests, a snapshot is as cheap as
-    /// [`in_flight`](Self::in_flight), and may leave out the same changes of other threads.
-    /// While draining, it reads one exact word.
+    /// [`in_flight`](Self::in_flight), and may leave out the same changes of other threads;
+    /// on a thread that does not serve the pool, snapshots are paced as `in_flight`'s reads
+    /// are, a microsecond apart at least. While draining, it reads one exact word.
     ///
     /// # Examples
     ///

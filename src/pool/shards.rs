@@ -38,7 +38,7 @@
 //! waiter's flag.
 //!
 //! Every `REPORT_EVERY` changes (entries and exits) counted in a shard, the shard adds one to
-//! the pool's `reported` counter, on a cache line of its own. A read inside a request keeps a
+//! the pool's `moved` counter, on a cache line of its own. A read inside a request keeps a
 //! reading of the other shards per thread and uses it again while that counter stands still
 //! (`State::read_near`): the changes it can miss are fewer than `REPORT_EVERY` per shard.
 //!
@@ -133,9 +133,9 @@ pub(super) type Shard = CachePadded<Cell>;
 #[derive(Debug)]
 pub(super) struct Cell {
     pub(super) word: AtomicU64,
-    /// The pool's `Shards::reported`, beside the word so that a report needs no other line
-    /// to find it.
-    reported: &'static AtomicU64,
+    /// The pool's `Shards::moved`, beside the word so that a report needs no other line to
+    /// find it, nor a reader its check.
+    moved: &'static AtomicU64,
     /// Whether more than one thread counts here (there are more threads than shards): then a
     /// change of the word does not tell a reader that it counted something itself, and each
     /// change while reporting notes its thread (`own_changes`). Set for good by the second
@@ -148,9 +148,10 @@ pub(super) struct Cell {
 #[derive(Debug)]
 pub(super) struct Shards {
     cells: &'static [Shard],
-    /// Reports of `REPORT_EVERY` changes, from all the shards: it moves once per that many
-    /// changes of one shard, so readers can tell cheaply that their reading is still close.
-    reported: &'static CachePadded<AtomicU64>,
+    /// Moves at every report of `REPORT_EVERY` changes from any shard, at the start of every
+    /// switch, and at every cancellation and refusal: everything that makes a reading kept by
+    /// a thread (`State::read_near`) too old to reuse, in one load for the reader.
+    moved: &'static CachePadded<AtomicU64>,
 }
 
 /// What the open shards hold, summed without closing them (`Shards::sum`).
@@ -408,11 +409,13 @@ impl Cell {
         }
     }
 
-    /// The pool's reports so far (see the module docs), found through this shard.
+    /// How often the pool has moved (see `Shards::moved`), found through this shard.
     #[inline(always)]
-    pub(super) fn reported(&self) -> u64 {
-        // Relaxed: see `report`.
-        self.reported.load(Ordering::Relaxed)
+    pub(super) fn moved(&self) -> u64 {
+        // Relaxed: a check, not a read of data. A report seen late lets a few more changes by,
+        // as the bound allows; a switch is checked again after the reader's load of its own
+        // word, behind an Acquire fence (`State::reuse`).
+        self.moved.load(Ordering::Relaxed)
     }
 
     /// Notes this thread's change in a shard that several threads count in.
@@ -453,7 +456,7 @@ impl Cell {
     fn report(&self) {
         // Relaxed: a hint that readings kept elsewhere are getting old; it orders nothing,
         // and a reader that sees it late misses a few more changes, as its bound allows.
-        self.reported.fetch_add(1, Ordering::Relaxed);
+        self.moved.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -498,20 +501,20 @@ impl Shards {
     /// Closed shards, one per worker of this machine, doubled so that a few extra threads
     /// (the blocking pool, the main thread) rarely share one with a worker.
     pub(super) fn new() -> Self {
-        let reported: &'static CachePadded<AtomicU64> =
+        let moved: &'static CachePadded<AtomicU64> =
             Box::leak(Box::new(CachePadded::new(AtomicU64::new(0))));
         let cells: Box<[Shard]> = (0..shard_count())
             .map(|_| {
                 CachePadded::new(Cell {
                     word: AtomicU64::new(CLOSED),
-                    reported,
+                    moved,
                     shared: AtomicBool::new(false),
                 })
             })
             .collect();
         Self {
             cells: Box::leak(cells),
-            reported,
+            moved,
         }
     }
 
@@ -588,10 +591,19 @@ impl Shards {
         }
     }
 
-    /// The reports of all the shards so far (see the module docs).
-    pub(super) fn reported(&self) -> u64 {
-        // Relaxed: see `Cell::report`.
-        self.reported.load(Ordering::Relaxed)
+    /// How often the pool has moved so far (see `Shards::moved`).
+    pub(super) fn moved(&self) -> u64 {
+        // Relaxed: see `Cell::moved`.
+        self.moved.load(Ordering::Relaxed)
+    }
+
+    /// Records a move that is not a report: a switch beginning, a cancellation or a refusal.
+    /// The caller holds the lock that serialises its kind, and fences (Release) before
+    /// changing what readers read.
+    pub(super) fn note_move(&self) {
+        // Relaxed: ordered for readers by the caller's seqlock step that follows (its Release
+        // fence), which a reader's Acquire fence after its loads pairs with.
+        self.moved.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Puts this thread's shard at its cap, as if `ENTRIES_AT_CAP` requests had entered and

@@ -152,21 +152,6 @@ pub(crate) fn in_flight(word: u64) -> usize {
     ((word & IN_FLIGHT_MASK) >> IN_FLIGHT_SHIFT) as usize
 }
 
-/// The word's entries and in-flight count while the shards are open, when the count may sit
-/// below zero: an exit through the word that took it below zero borrowed one from the entries
-/// field, which this gives back. (The count is then above `-2^26`, and at most `2^25` above
-/// zero, since the shards open only below half the limit: the top half of the field is the
-/// negative range.)
-fn signed_counts(word: u64) -> (u32, i64) {
-    let field = in_flight(word) as i64;
-    let entries = entries_low(word);
-    if field >= MAX_IN_FLIGHT as i64 {
-        (entries.wrapping_add(1), field - 2 * MAX_IN_FLIGHT as i64)
-    } else {
-        (entries, field)
-    }
-}
-
 pub(crate) fn entries_low(word: u64) -> u32 {
     (word >> ENTRIES_SHIFT) as u32
 }
@@ -304,7 +289,7 @@ impl State {
         *counts = RareCounts::default();
         // Relaxed: as `base`; the odd and even steps keep a reader of the old life (which
         // cannot exist: no handle is left) from mixing the two.
-        Self::odd(&self.rare_changes);
+        self.begin_rare_change();
         self.cancelled.store(0, Ordering::Relaxed);
         self.rejected.store(0, Ordering::Relaxed);
         Self::even(&self.rare_changes);
@@ -478,7 +463,7 @@ impl State {
         counts.rejected += 1;
         // Inside the seqlock of the rare counts, as a cancellation is, so that a reading
         // kept by a reader (`near.rs`) sees one sequence move for either.
-        Self::odd(&self.rare_changes);
+        self.begin_rare_change();
         // Relaxed: published by the seqlock's even step.
         self.rejected.store(counts.rejected, Ordering::Relaxed);
         Self::even(&self.rare_changes);
@@ -591,7 +576,7 @@ impl State {
     #[cold]
     fn leave_cancelled(&self, sharded: bool) -> u64 {
         let mut counts = self.lock_rare();
-        Self::odd(&self.rare_changes);
+        self.begin_rare_change();
         let prev = self.leave(sharded);
         counts.cancelled += 1;
         // Relaxed: published by the seqlock's even step.
@@ -770,21 +755,20 @@ impl State {
         // first pass read its shard, and had not left when the second read the shard it left
         // through: it was in flight at one moment of the read, so the sum never counts a
         // request that came and went while the read was preempted.
-        // The word once more after them: a cancellation leaves through it while the shards
-        // count, and one between the first load and the passes would count its entry (in a
-        // shard) without its exit.
+        // The word's counts need no second look: while the shards are open nothing but a
+        // switch moves them (every exit through the word waits for the mode lock, and counts
+        // in its shard or folds), and the seqlock sees a switch. Its flags may move (an
+        // arming, an empty-waiter's registration) without changing what the reading counts.
         let shards = self.shards.get()?;
         // Relaxed: inside the seqlock checked below; a switch moves it.
         let allotment = self.allotment.load(Ordering::Relaxed);
         let own = shards::own(&self.shards);
         let first = shards.sum(allotment, own);
         let summed = shards.sum(allotment, own);
-        // Acquire: as above.
-        let word_after = self.word.load(Ordering::Acquire);
         // Acquire fence, then a Relaxed load: the seqlock reader's half (see `begin_switch`);
         // the loads above cannot move below the check.
         fence(Ordering::Acquire);
-        let settled = summed.entries == first.entries && word_after == word;
+        let settled = summed.entries == first.entries;
         (self.switches.load(Ordering::Relaxed) == before && settled).then_some((word, summed))
     }
 
@@ -802,7 +786,7 @@ impl State {
     ///   `cancelled` never go backwards from one reading to a later one: each shard's and the
     ///   word's entries and exits only grow, and a fold moves them without changing their sum.
     /// - It reads the shards twice and uses the second pass only if no entry came between the
-    ///   two and the word did not move: every request it counts in flight was in flight at
+    ///   two: every request it counts in flight was in flight at
     ///   one moment of the read (the first load of the second pass), however long the reader
     ///   was preempted. A guard that entered on one thread's shard after the read passed it,
     ///   and left on another's before the read reached it, would show an exit without its
@@ -834,16 +818,13 @@ impl State {
         // Acquire: as in `read_locked`, before the word.
         let halves = self.halves.load(Ordering::Acquire);
         let (word, entries_low, in_flight, shard_entries, noted) = match self.sum_open_shards() {
-            Some((word, summed)) => {
-                let (entries_low, in_flight) = signed_counts(word);
-                (
-                    word,
-                    entries_low,
-                    in_flight + summed.in_flight,
-                    summed.entries,
-                    summed.noted,
-                )
-            }
+            Some((word, summed)) => (
+                word,
+                entries_low(word),
+                in_flight(word) as i64 + summed.in_flight,
+                summed.entries,
+                summed.noted,
+            ),
             None => {
                 // Closed (or a switch under way): the word alone, if it is exact.
                 let word = self.load();
@@ -900,7 +881,23 @@ impl State {
     /// Opens the seqlock's odd phase on `switches`: the caller holds the mode lock and is
     /// about to move counts between the shards and the word.
     fn begin_switch(&self) {
+        self.note_move();
         Self::odd(&self.switches);
+    }
+
+    /// Opens the seqlock's odd phase on `rare_changes`: the caller holds the rare lock and is
+    /// about to count a cancellation or refusal (or to reset the counts).
+    fn begin_rare_change(&self) {
+        self.note_move();
+        Self::odd(&self.rare_changes);
+    }
+
+    /// Tells readers that keep a reading of this pool that it is too old now (see
+    /// `Shards::moved`), before the odd step that follows fences.
+    fn note_move(&self) {
+        if let Some(shards) = self.shards.get() {
+            shards.note_move();
+        }
     }
 
     /// Closes it.

@@ -13,11 +13,11 @@
 //!   changes there moved (`shards::own_changes`; only such shards pay for the note). A thread
 //!   that reads without serving (a test after joining a task, a metrics loop) always reads
 //!   afresh, so it sees everything that happened before its read.
-//! - **No shard has reported.** Each shard reports every `REPORT_EVERY` (1,024) changes
-//!   (`shards.rs`); a kept reading is dropped at the first report seen after it was taken
-//!   (a report is a relaxed write: one seen a moment late lets a few more changes by).
-//! - **Nothing else moved:** no switch between the shards and the word (draining, a waiter, a
-//!   fold), no cancellation and no refusal (both move `rare_changes`).
+//! - **Nothing moved** (`Shards::moved`, one load): no shard has reported, no switch between
+//!   the shards and the word began (draining, an empty-waiter, a fold), no cancellation and
+//!   no refusal. Each shard reports every `REPORT_EVERY` (1,024) changes (`shards.rs`); a
+//!   kept reading is dropped at the first report seen after it was taken (a report is a
+//!   relaxed write: one seen a moment late lets a few more changes by).
 //!
 //! So a reading reused here counts exactly this thread's shard and every request that was in
 //! the pool when it was taken, and may leave out about `REPORT_EVERY` of each other shard's
@@ -36,12 +36,11 @@ use crate::loom::{fence, Ordering};
 #[derive(Debug, Clone, Copy)]
 struct Kept {
     /// The state it was read from: a pool's memory is never freed, so the address names it
-    /// for good, and a later life of it moves `switches` (its last handle closes the shards).
+    /// for good, and a later life of it moves `moved` (its last handle closes the shards).
     state: *const State,
-    switches: u64,
-    /// Cancellations and refusals (`State::rare_changes`).
-    rare_changes: u64,
-    reported: u64,
+    /// The pool's `Shards::moved` before the reading: reports, switches, cancellations and
+    /// refusals.
+    moved: u64,
     /// This thread's shard of that state, which is this thread's for good.
     shard: Option<&'static Shard>,
     /// What this thread had counted there itself (`shards::own_changes`).
@@ -55,9 +54,7 @@ impl Kept {
     /// Nothing kept: no state is at the null address.
     const NONE: Self = Self {
         state: std::ptr::null(),
-        switches: 0,
-        rare_changes: 0,
-        reported: 0,
+        moved: 0,
         shard: None,
         own_changes: 0,
         own: 0,
@@ -118,25 +115,19 @@ impl State {
     #[inline]
     fn reuse(&self, kept: &Kept) -> Option<(u64, usize)> {
         let own = kept.shard?;
-        if !std::ptr::eq(kept.state, self)
-            // Acquire: pairs with the Release that ends a switch; a switch under way is odd,
-            // and never equal to a kept value.
-            || self.switches.load(Ordering::Acquire) != kept.switches
-            || own.reported() != kept.reported
-            // Relaxed: checks, not reads of data; a change seen late is one more change the
-            // bound allows.
-            || self.rare_changes.load(Ordering::Relaxed) != kept.rare_changes
-        {
+        if !std::ptr::eq(kept.state, self) || own.moved() != kept.moved {
             return None;
         }
         // Relaxed, then the seqlock's second check: a fold that began after the check above
         // may have closed this shard (or closed and opened it again, empty), and its word
-        // would then say nothing about the kept reading's opening. (Without this second
-        // check, a fold and an opening between the two loads made a reading lose this
-        // thread's latest entries: a stress test saw `started` go back by two.)
+        // would then say nothing about the kept reading's opening. A switch moves `moved`
+        // before its Release fence, and the shards after it; so a word written by a switch,
+        // seen here, shows that move behind the Acquire fence. (Without this second check, a
+        // fold and an opening between the two loads made a reading lose this thread's latest
+        // entries: a stress test saw `started` go back by two.)
         let now = own.word.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
-        if self.switches.load(Ordering::Relaxed) != kept.switches {
+        if own.moved() != kept.moved {
             return None;
         }
         // Whether this thread has counted anything itself since the reading: if not, it
@@ -151,7 +142,7 @@ impl State {
         if !counted {
             return None;
         }
-        // Within one opening (the switches stand still) a shard's entries only grow.
+        // Within one opening (no switch began) a shard's entries only grow.
         let entries = shards::entries(now).checked_sub(shards::entries(kept.own))?;
         let in_flight = kept.reading.in_flight as i64 + shards::held(now) - shards::held(kept.own);
         // Below zero: a guard that entered elsewhere after the kept reading left here.
@@ -188,11 +179,10 @@ impl State {
         }
         // Each before the reading: anything that moves during it shows as a change at the
         // next reuse, which then reads afresh.
-        // Acquire: as in `reuse`.
+        let moved = shards.moved();
+        // Acquire: pairs with the Release that ends a switch; a switch under way (odd)
+        // overlaps the reading, which is then not kept.
         let switches = self.switches.load(Ordering::Acquire);
-        // Relaxed: as in `reuse`.
-        let rare_changes = self.rare_changes.load(Ordering::Relaxed);
-        let reported = shards.reported();
         let (reading, own) = self.read_shared_noting();
         // A reading that did not sum this thread's open shard (an exact fallback) is not
         // kept, nor one that a switch overlapped.
@@ -205,9 +195,7 @@ impl State {
         let kept = if settled {
             Kept {
                 state: self,
-                switches,
-                rare_changes,
-                reported,
+                moved,
                 shard,
                 own_changes: shard.map_or(0, shards::own_changes),
                 own,
