@@ -80,6 +80,15 @@
 //!   changes. Removing them: each read looks at every other worker's cache line, 12-15x the
 //!   serving path on two threads (as `TaskTracker::len` does), against 1.6-2.2x with them. The
 //!   price is a test of the written word per change and one shared write per 1,024.
+//! - **Armed shards for predicate waiters** (`ARMED` in `shards.rs`, `State::arm_change`): a
+//!   look sets one bit in each open shard, and each shard's next change clears it and wakes
+//!   the waiter. Removing it: every look folds the shards and the first change opens them
+//!   again, and an `until()` recreated in a loop beside the workers cost them 2.4-9x the
+//!   serving path, against about 1.2x with it.
+//! - **Paced reads from threads that do not serve** (`state/near.rs`): such a thread's fresh
+//!   reads and looks are a microsecond apart at least. Removing it: a tight read loop beside
+//!   the workers pulls their cache lines at every read, 4-6x the serving path on one worker,
+//!   against about 1x with it.
 
 mod control;
 mod shards;

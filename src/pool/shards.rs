@@ -5,10 +5,12 @@
 //! counter makes every request of every worker write the same cache line. So, in the spirit of
 //! Linux's `percpu_ref`, a root pool keeps one counter per worker, each on its own cache line,
 //! and counts there while it serves: no write is shared. When someone needs the exact count
-//! (draining, an empty-waiter, a predicate waiter, a snapshot, the last handle going), the
-//! pool *closes* its shards and folds what they hold into its packed word (`State::close`),
-//! which from then on counts every request exactly, as it would with no shards at all. When
-//! nobody needs the exact count any longer, the shards open again (`State::try_open`).
+//! (draining, an empty-waiter registering, a read that cannot sum the shards consistently, a
+//! shard at its cap, the last handle going), the pool *closes* its shards and folds what they
+//! hold into its packed word (`State::close`), which from then on counts every request
+//! exactly, as it would with no shards at all. When nobody needs the exact count any longer,
+//! the shards open again (`State::try_open`). A predicate waiter needs no exact count, only
+//! to hear of the next change: it *arms* the open shards instead (`ARMED`).
 //!
 //! A shard's word:
 //!

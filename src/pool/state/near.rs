@@ -45,8 +45,13 @@ struct Kept {
     shard: Option<&'static Shard>,
     /// What this thread had counted there itself (`shards::own_changes`).
     own_changes: u64,
-    /// Its word as the reading saw it.
-    own: u64,
+    /// Its changes as the reading saw its word (`shards::changes`).
+    own_word_changes: u64,
+    /// The reading's in-flight count less what this thread's shard held then: add what it
+    /// holds now.
+    in_flight_base: i64,
+    /// The reading, with its `entries` and `started` less the entries this thread's shard
+    /// had then: add what it has now.
     reading: Reading,
 }
 
@@ -57,7 +62,8 @@ impl Kept {
         moved: 0,
         shard: None,
         own_changes: 0,
-        own: 0,
+        own_word_changes: 0,
+        in_flight_base: 0,
         reading: Reading {
             word: 0,
             entries: 0,
@@ -110,8 +116,9 @@ impl State {
         }
     }
 
-    /// Whether `kept` may be reused: if so, the entries this thread's shard counted since,
-    /// and the count in flight with its changes.
+    /// Whether `kept` may be reused: if so, the entries this thread's shard has now (within
+    /// one opening, which `moved` standing still shows, they only grow from what the reading
+    /// saw), and the count in flight with its changes.
     #[inline]
     fn reuse(&self, kept: &Kept) -> Option<(u64, usize)> {
         let own = kept.shard?;
@@ -137,17 +144,14 @@ impl State {
         let counted = if own.is_shared() {
             shards::own_changes(own) != kept.own_changes
         } else {
-            shards::changes(now) != shards::changes(kept.own)
+            shards::changes(now) != kept.own_word_changes
         };
         if !counted {
             return None;
         }
-        // Within one opening (no switch began) a shard's entries only grow.
-        let entries = shards::entries(now).checked_sub(shards::entries(kept.own))?;
-        let in_flight = kept.reading.in_flight as i64 + shards::held(now) - shards::held(kept.own);
         // Below zero: a guard that entered elsewhere after the kept reading left here.
-        let in_flight = usize::try_from(in_flight).ok()?;
-        Some((entries, in_flight))
+        let in_flight = usize::try_from(kept.in_flight_base + shards::held(now)).ok()?;
+        Some((shards::entries(now), in_flight))
     }
 
     /// Paces a fresh look at the open shards from a thread that does not serve this pool
@@ -193,13 +197,19 @@ impl State {
             && self.switches.load(Ordering::Acquire) == switches;
         let shard = shards::own(&self.shards);
         let kept = if settled {
+            let own_entries = shards::entries(own);
             Kept {
                 state: self,
                 moved,
                 shard,
                 own_changes: shard.map_or(0, shards::own_changes),
-                own,
-                reading,
+                own_word_changes: shards::changes(own),
+                in_flight_base: reading.in_flight as i64 - shards::held(own),
+                reading: Reading {
+                    entries: reading.entries - own_entries,
+                    started: reading.started - own_entries,
+                    ..reading
+                },
             }
         } else {
             Kept::NONE
