@@ -236,10 +236,16 @@ fn no_admission_after_a_drained_pool_was_observed_and_no_refusal_counted() {
 /// A reading never sees a cancellation half done.
 #[test]
 fn snapshots_never_split_a_cancellation() {
-    loom::model(|| {
+    cancellation_is_never_split_by(state::State::read);
+}
+
+/// `read` races a cancellation: it counts the request in flight or cancelled, never both or
+/// neither.
+fn cancellation_is_never_split_by(read: fn(&state::State) -> state::Reading) {
+    loom::model(move || {
         let pool = pool_with_one_in_flight();
         let canceller = thread::spawn(move || pool.leave(Outcome::Cancelled));
-        let reading = pool.state.read();
+        let reading = read(&pool.state);
         let counted = (reading.in_flight(), reading.cancelled);
         assert!(counted == (1, 0) || counted == (0, 1), "{counted:?}");
         canceller.join().unwrap();
@@ -528,14 +534,7 @@ fn a_shared_read_racing_a_fold_never_counts_twice_or_misses() {
 /// A shared read never splits a cancellation, as the exact one does not.
 #[test]
 fn a_shared_read_never_splits_a_cancellation() {
-    loom::model(|| {
-        let pool = pool_with_one_in_flight();
-        let canceller = thread::spawn(move || pool.leave(Outcome::Cancelled));
-        let reading = pool.state.read_shared();
-        let counted = (reading.in_flight(), reading.cancelled);
-        assert!(counted == (1, 0) || counted == (0, 1), "{counted:?}");
-        canceller.join().unwrap();
-    });
+    cancellation_is_never_split_by(state::State::read_shared);
 }
 
 /// A read inside a request reuses the reading its thread kept, plus what its own shard

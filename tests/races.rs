@@ -24,6 +24,34 @@ fn block_on_bounded<F: std::future::Future>(future: F) -> F::Output {
         })
 }
 
+/// `THREADS` workers, each taking 20,000 steps of `step` (given the step's number, offset
+/// per worker), and one more thread that drops the guards the steps return: those leave on
+/// another thread, and so another per-thread counter, than the one they entered on.
+fn workers_moving_guards(
+    drain: &Drain,
+    step: fn(&Drain, u32) -> Option<tower_drain::Guard>,
+) -> Vec<thread::JoinHandle<()>> {
+    let (moved_tx, moved_rx) = std::sync::mpsc::sync_channel::<tower_drain::Guard>(64);
+    let mut workers: Vec<_> = (0..THREADS as u32)
+        .map(|i| {
+            let (drain, moved_tx) = (drain.clone(), moved_tx.clone());
+            thread::spawn(move || {
+                for n in 0..20_000u32 {
+                    if let Some(guard) = step(&drain, n + i) {
+                        moved_tx.send(guard).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    workers.push(thread::spawn(move || {
+        for guard in moved_rx {
+            drop(guard);
+        }
+    }));
+    workers
+}
+
 #[test]
 fn try_guard_never_admits_after_drained_was_observed() {
     for _round in 0..20 {
@@ -135,28 +163,14 @@ fn snapshots_read_without_folding_keep_the_invariant_and_never_go_backwards() {
     // threads (entering on one shard, leaving on another) and futures are cancelled.
     let drain = Drain::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let (moved_tx, moved_rx) = std::sync::mpsc::sync_channel::<tower_drain::Guard>(64);
-    let mut workers: Vec<_> = (0..THREADS)
-        .map(|i| {
-            let (drain, moved_tx) = (drain.clone(), moved_tx.clone());
-            thread::spawn(move || {
-                for n in 0..20_000u32 {
-                    match (n + i as u32) % 3 {
-                        0 => drop(drain.guard()),
-                        1 => drop(drain.track(async {})), // cancelled
-                        _ => moved_tx.send(drain.guard()).unwrap(),
-                    }
-                }
-            })
-        })
-        .collect();
-    drop(moved_tx);
-    // Drops the moved guards on a thread of its own: another shard than their entries'.
-    workers.push(thread::spawn(move || {
-        for guard in moved_rx {
-            drop(guard);
+    let workers = workers_moving_guards(&drain, |drain, step| {
+        match step % 3 {
+            0 => drop(drain.guard()),
+            1 => drop(drain.track(async {})), // cancelled
+            _ => return Some(drain.guard()),
         }
-    }));
+        None
+    });
     let reader = {
         let (drain, stop) = (drain.clone(), stop.clone());
         thread::spawn(move || {
@@ -334,28 +348,15 @@ fn an_empty_waiter_behind_a_guard_is_never_early_with_guards_moving_between_thre
     let mut cx = std::task::Context::from_waker(&waker);
     assert!(waiter.as_mut().poll(&mut cx).is_pending());
     let stop = Arc::new(AtomicBool::new(false));
-    let (moved_tx, moved_rx) = std::sync::mpsc::sync_channel::<tower_drain::Guard>(64);
-    let mut workers: Vec<_> = (0..THREADS)
-        .map(|i| {
-            let (drain, moved_tx) = (drain.clone(), moved_tx.clone());
-            thread::spawn(move || {
-                for n in 0..20_000u32 {
-                    match (n + i as u32) % 4 {
-                        0 => drop(drain.guard()),
-                        1 => drop(drain.until_empty()),
-                        2 => drop(drain.snapshot()),
-                        _ => moved_tx.send(drain.guard()).unwrap(),
-                    }
-                }
-            })
-        })
-        .collect();
-    drop(moved_tx);
-    workers.push(thread::spawn(move || {
-        for guard in moved_rx {
-            drop(guard);
+    let workers = workers_moving_guards(&drain, |drain, step| {
+        match step % 4 {
+            0 => drop(drain.guard()),
+            1 => drop(drain.until_empty()),
+            2 => drop(drain.snapshot()),
+            _ => return Some(drain.guard()),
         }
-    }));
+        None
+    });
     let checker = {
         let stop = stop.clone();
         thread::spawn(move || {
