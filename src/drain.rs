@@ -336,8 +336,10 @@ impl Drain {
     /// may show:
     ///
     /// - On a thread that has not entered or left the pool since its last read (a test after
-    ///   joining a task, a metrics loop), it is exact when no request enters or leaves during
-    ///   the read; one that does may be in it or not. Such a read looks at every worker's
+    ///   joining a task, a metrics loop), it is the pool's count at some moment of the read:
+    ///   exact when no request enters or leaves during the read, a request in flight
+    ///   throughout always in it, one that enters or leaves during it in or not. Such a read
+    ///   looks at every worker's
     ///   counter, which moves their cache lines, so on a thread that does not serve the pool
     ///   two of them are at least a microsecond apart: a read sooner than that after the
     ///   thread's last one waits (spinning) the rest of it. A loop that reads as fast as it
@@ -627,8 +629,8 @@ impl Drain {
     /// left the pool since its last read). While the pool counts per thread (serving, nobody
     /// waiting for an exact count), a snapshot sums the per-thread counters without stopping
     /// them, so a metrics loop on another thread costs the request path next to nothing:
-    /// each count is exact when no request enters or leaves during the read, and one that
-    /// does may be in it or not. Inside requests, a snapshot is as cheap as
+    /// its counts are the pool's at some moment of the read (exact when no request enters or
+    /// leaves during it; one that does may be in it or not). Inside requests, a snapshot is as cheap as
     /// [`in_flight`](Self::in_flight), and may leave out the same changes of other threads;
     /// on a thread that does not serve the pool, snapshots are paced as `in_flight`'s reads
     /// are, a microsecond apart at least. While draining, it reads one exact word.

@@ -531,6 +531,32 @@ fn a_shared_read_racing_a_fold_never_counts_twice_or_misses() {
     });
 }
 
+/// A guard held throughout a shared read, while another request enters on one thread's shard
+/// and leaves on another's during the read: the read counts the held guard. (Before the
+/// read looked at every shard's entries a third time, after its second pass, it could count
+/// the moving request's exit, read late in its second pass, without its entry, which came
+/// just after that pass read the entering shard: one less than the guard held throughout.
+/// Found by an outside review under simulated preemption; this model failed.)
+#[test]
+fn a_shared_read_never_counts_an_exit_without_its_entry() {
+    loom::model(|| {
+        let pool = Shared::acquire(None);
+        let entrant = thread::spawn(move || {
+            enter_root(pool); // held to the end
+            enter_root(pool); // leaves on the next thread, which may count on another shard
+            thread::spawn(move || pool.leave(Outcome::Completed))
+        });
+        let seen = pool.state.read_shared();
+        // Both entries are on the entrant's shard, the held one first: a reading that
+        // counts any entry counts the held one, which never leaves.
+        assert!(
+            seen.started == 0 || seen.in_flight() >= 1,
+            "the held guard left out: {seen:?}"
+        );
+        entrant.join().unwrap().join().unwrap();
+    });
+}
+
 /// A shared read never splits a cancellation, as the exact one does not.
 #[test]
 fn a_shared_read_never_splits_a_cancellation() {

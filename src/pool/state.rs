@@ -750,11 +750,19 @@ impl State {
         if word & SHARDED == 0 {
             return None;
         }
-        // Twice: a request that entered between the two passes shows as more entries in the
-        // second. With none, every request counted in the second pass entered before the
-        // first pass read its shard, and had not left when the second read the shard it left
-        // through: it was in flight at one moment of the read, so the sum never counts a
-        // request that came and went while the read was preempted.
+        // Twice, and the entries a third time: the reading is the second pass, taken only if
+        // no shard admitted an entry from its first look to its third. Then no entry came
+        // anywhere from the end of the first pass to the start of the third, which spans the
+        // second, so while the second pass read, requests only left:
+        // - every request it counts in flight entered before the first pass ended and had not
+        //   left when the second read the shard it left through, so it was in flight at the
+        //   moment between the two passes, however long the reader was preempted;
+        // - every exit it counts has its entry counted too: an entry just after the second
+        //   pass read its shard, whose exit a later read of the second pass saw, would show in
+        //   the third pass (without it, such a phantom exit counted one less than the
+        //   requests held throughout: `a_shared_read_never_counts_an_exit_without_its_entry`);
+        // - so its in-flight count is the pool's at some moment of the second pass, which only
+        //   went down.
         // The word's counts need no second look: while the shards are open nothing but a
         // switch moves them (every exit through the word waits for the mode lock, and counts
         // in its shard or folds), and the seqlock sees a switch. Its flags may move (an
@@ -765,10 +773,12 @@ impl State {
         let own = shards::own(&self.shards);
         let first = shards.sum(allotment, own);
         let summed = shards.sum(allotment, own);
+        let last = shards.entries();
         // Acquire fence, then a Relaxed load: the seqlock reader's half (see `begin_switch`);
         // the loads above cannot move below the check.
         fence(Ordering::Acquire);
-        let settled = summed.entries == first.entries;
+        // Each shard's entries only grow while they are open: equal sums are equal counts.
+        let settled = summed.entries == first.entries && last == first.entries;
         (self.switches.load(Ordering::Relaxed) == before && settled).then_some((word, summed))
     }
 
@@ -785,14 +795,13 @@ impl State {
     /// - `started == completed + cancelled + in_flight` holds, and `started`, the exits and
     ///   `cancelled` never go backwards from one reading to a later one: each shard's and the
     ///   word's entries and exits only grow, and a fold moves them without changing their sum.
-    /// - It reads the shards twice and uses the second pass only if no entry came between the
-    ///   two: every request it counts in flight was in flight at
-    ///   one moment of the read (the first load of the second pass), however long the reader
-    ///   was preempted. A guard that entered on one thread's shard after the read passed it,
-    ///   and left on another's before the read reached it, would show an exit without its
-    ///   entry: a sum below zero, which is retried. After a few tries (under steady entries
-    ///   on other threads, or switches), it reads exactly instead (`read`, which folds under
-    ///   the locks).
+    /// - It reads the shards twice, and their entries a third time, and uses the second pass
+    ///   only if no entry came from the first to the third: every request it counts in
+    ///   flight was in flight at one moment of the read (between the first two passes),
+    ///   however long the reader was preempted; every exit it counts has its entry counted;
+    ///   and its in-flight count is the pool's at some moment of the read (see
+    ///   `sum_open_shards`). After a few tries (under steady entries on other threads, or
+    ///   switches), it reads exactly instead (`read`, which folds under the locks).
     pub(crate) fn read_shared(&self) -> Reading {
         self.read_shared_noting().0
     }
