@@ -346,7 +346,9 @@ impl Drain {
     ///   can then costs the workers next to nothing; any sampling interval never waits.
     /// - On a thread that has (a worker serving requests), it counts that thread's own
     ///   requests exactly, and may leave out the latest entries and exits of other threads:
-    ///   about 1,024 at most per thread since its last fresh read, after which it reads afresh.
+    ///   about 1,024 at most per thread since its last fresh read, after which it reads afresh
+    ///   (with more threads than per-thread counters, 2 per core, up to 8,192 per counter
+    ///   that several threads share).
     /// - While draining, it reads one exact word.
     ///
     /// See [`snapshot`](Self::snapshot) for the rest of what a reading promises.

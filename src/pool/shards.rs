@@ -39,10 +39,12 @@
 //! pool can only become empty through the word, where the exit that empties it sees the
 //! waiter's flag.
 //!
-//! Every `REPORT_EVERY` changes (entries and exits) counted in a shard, the shard adds one to
-//! the pool's `moved` counter, on a cache line of its own. A read inside a request keeps a
-//! reading of the other shards per thread and uses it again while that counter stands still
-//! (`State::read_near`): the changes it can miss are fewer than `REPORT_EVERY` per shard.
+//! Every `REPORT_EVERY` changes (entries and exits) counted in a shard, times the threads that
+//! count there (at most `MAX_SHARERS`), the shard adds one to the pool's `moved` counter, on a
+//! cache line of its own. A read inside a request keeps a reading of the other shards per
+//! thread and uses it again while that counter stands still (`State::read_near`): the changes
+//! it can miss are fewer than `REPORT_EVERY` per thread, and `REPORT_EVERY * MAX_SHARERS` per
+//! shard.
 //!
 //! A worker is a thread: each thread takes the next shard, round robin, the first time it
 //! counts anything, and keeps it. Threads beyond the number of shards share one, which is
@@ -50,7 +52,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::loom::{fence, AtomicBool, AtomicU64, Ordering};
+use crate::loom::{fence, AtomicU64, Ordering};
 
 const CLOSED: u64 = 1;
 /// Set while a predicate waiter is armed (`State::arm_change`): the next entry or exit here
@@ -123,10 +125,15 @@ pub(super) enum Counted {
     Full,
 }
 
-/// Changes counted in one shard between two reports (see the module docs). A power of two: a
-/// report costs the request path one shared write per this many changes, and a reading kept
-/// by a reader is refreshed once per report.
+/// Changes counted in one shard between two reports (see the module docs), for each thread
+/// that counts in it. A power of two: a report costs the request path one shared write per
+/// this many changes, and every reading kept by a reader is refreshed once per report.
 pub(super) const REPORT_EVERY: u64 = 1024;
+
+/// The most threads a shard's reports are spaced for (`Cell::reports`): a shard shared by more
+/// still reports every `REPORT_EVERY * MAX_SHARERS` changes, so that threads come and gone do
+/// not space them out for good.
+const MAX_SHARERS: u64 = 8;
 
 /// One shard: a word on a cache line of its own, and where it reports.
 pub(super) type Shard = CachePadded<Cell>;
@@ -138,11 +145,16 @@ pub(super) struct Cell {
     /// The pool's `Shards::moved`, beside the word so that a report needs no other line to
     /// find it, nor a reader its check.
     moved: &'static AtomicU64,
-    /// Whether more than one thread counts here (there are more threads than shards): then a
-    /// change of the word does not tell a reader that it counted something itself, and each
-    /// change while reporting notes its thread (`own_changes`). Set for good by the second
-    /// thread, before its first change (`Cell::share`).
-    shared: AtomicBool,
+    /// The change counts at which this shard reports, as a mask: one less than `REPORT_EVERY`
+    /// times the threads that count here, as a power of two, at most `MAX_SHARERS`. Each
+    /// report makes every thread's kept reading stale; spaced for the threads sharing the
+    /// shard, reports come as often per thread whatever the number of threads per shard (with
+    /// 64 threads on 4 shards, every read inside a request refreshed 4x as often otherwise).
+    /// Above its least value, it also says that more than one thread counts here: then a change
+    /// of the word does not tell a reader that it counted something itself, and each change
+    /// while reporting notes its thread (`own_changes`). Raised by each thread beyond the first,
+    /// before its first change here (`Cell::share_if_second`).
+    reports: AtomicU64,
 }
 
 /// A pool's shards, made the first time its memory serves as a root pool and kept for good
@@ -283,7 +295,6 @@ pub(super) fn enter(shard: &Shard, count_armed: bool) -> Counted {
             Ok(_) => {
                 if word & REPORTING != 0 {
                     cell.count_change(word + ENTER);
-                    cell.note_if_shared();
                 }
                 return Counted::Here;
             }
@@ -325,7 +336,6 @@ pub(super) fn exit(shard: &Shard, count_armed: bool) -> Exited {
             Ok(_) => {
                 if word & REPORTING != 0 {
                     cell.count_change(word - IN_FLIGHT_ONE);
-                    cell.note_if_shared();
                 }
                 return Exited::Here;
             }
@@ -391,7 +401,6 @@ fn change_armed(
             Ok(_) => {
                 if word & REPORTING != 0 {
                     cell.count_change(next(word));
-                    cell.note_if_shared();
                 }
                 return Ok(word);
             }
@@ -404,10 +413,20 @@ impl Cell {
     /// Reports every `REPORT_EVERY`th change, given the word this change wrote. Twice the
     /// entries less the held field grows by exactly one with each entry and each exit, so it
     /// is a change counter that needs no room of its own in the word.
+    ///
+    /// In a shard that several threads share, it also notes this thread's change (see
+    /// `Cell::reports`).
     #[inline(always)]
     fn count_change(&self, word: u64) {
-        if changes(word) & (REPORT_EVERY - 1) == 0 {
+        // Relaxed: a thread that sees a raised mask late reports a little early, and leaves a
+        // few of its changes unnoted, after which its reader reads afresh where it could have
+        // reused a reading (see `own_changes`), which is always correct.
+        let reports = self.reports.load(Ordering::Relaxed);
+        if changes(word) & reports == 0 {
             self.report();
+        }
+        if reports != REPORT_EVERY - 1 {
+            note_own_change(self);
         }
     }
 
@@ -420,36 +439,29 @@ impl Cell {
         self.moved.load(Ordering::Relaxed)
     }
 
-    /// Notes this thread's change in a shard that several threads count in.
-    #[inline(always)]
-    fn note_if_shared(&self) {
-        // Relaxed: a thread that sees the flag late leaves a few of its changes unnoted, and
-        // its reader then reads afresh where it could have reused a reading (see
-        // `own_changes`), which is always correct.
-        if self.shared.load(Ordering::Relaxed) {
-            note_own_change(self);
-        }
-    }
-
-    /// Whether several threads count in this shard (see `Cell::shared`).
+    /// Whether several threads count in this shard (see `Cell::reports`).
     #[inline(always)]
     pub(super) fn is_shared(&self) -> bool {
         // Relaxed: the caller has loaded the word with Acquire (or fenced) first: see
         // `share_if_second`.
-        self.shared.load(Ordering::Relaxed)
+        self.reports.load(Ordering::Relaxed) != REPORT_EVERY - 1
     }
 
-    /// Marks this shard shared if this thread is not the first to count in it, before the
-    /// thread's first change here.
+    /// Spaces this shard's reports for this thread too, if it is not the first to count in
+    /// it (see `Cell::reports`), before the thread's first change here.
     fn share_if_second(&self) {
-        if crate::loom::worker_index() < shard_count() {
+        let index = crate::loom::worker_index();
+        if index < shard_count() {
             return;
         }
+        // This thread is at least the shard's `sharers`th.
+        let sharers = (index / shard_count()) as u64 + 1;
+        let reports = REPORT_EVERY * sharers.min(MAX_SHARERS).next_power_of_two() - 1;
         // Relaxed, then a Release fence before every change this thread makes here: a reader
-        // that loads this word (Acquire) and sees one of those changes sees the flag too, and
-        // so never takes this thread's change for its own.
-        if !self.shared.load(Ordering::Relaxed) {
-            self.shared.store(true, Ordering::Relaxed);
+        // that loads this word (Acquire) and sees one of those changes sees the raised mask
+        // too, and so never takes this thread's change for its own.
+        if self.reports.load(Ordering::Relaxed) < reports {
+            self.reports.fetch_max(reports, Ordering::Relaxed);
         }
         fence(Ordering::Release);
     }
@@ -510,7 +522,7 @@ impl Shards {
                 CachePadded::new(Cell {
                     word: AtomicU64::new(CLOSED),
                     moved,
-                    shared: AtomicBool::new(false),
+                    reports: AtomicU64::new(REPORT_EVERY - 1),
                 })
             })
             .collect();

@@ -15,9 +15,10 @@
 //!   afresh, so it sees everything that happened before its read.
 //! - **Nothing moved** (`Shards::moved`, one load): no shard has reported, no switch between
 //!   the shards and the word began (draining, an empty-waiter, a fold), no cancellation and
-//!   no refusal. Each shard reports every `REPORT_EVERY` (1,024) changes (`shards.rs`); a
-//!   kept reading is dropped at the first report seen after it was taken (a report is a
-//!   relaxed write: one seen a moment late lets a few more changes by).
+//!   no refusal. Each shard reports every `REPORT_EVERY` (1,024) changes per thread counting
+//!   there, 8,192 at most (`shards.rs`); a kept reading is dropped at the first report seen
+//!   after it was taken (a report is a relaxed write: one seen a moment late lets a few more
+//!   changes by).
 //!
 //! So a reading reused here counts exactly this thread's shard and every request that was in
 //! the pool when it was taken, and may leave out about `REPORT_EVERY` of each other shard's
