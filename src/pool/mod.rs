@@ -78,7 +78,7 @@
 //! - **Per-thread kept readings and reports** (`state/near.rs`, `shards.rs`): a read inside
 //!   every request reuses its thread's last reading until another shard reports 1,024
 //!   changes. Removing them: each read looks at every other worker's cache line, 12-15x the
-//!   serving path on two threads (as `TaskTracker::len` does), against 1.6-2.2x with them. The
+//!   serving path on two threads (as `TaskTracker::len` does), against 1.4-1.9x with them. The
 //!   price is a test of the written word per change and one shared write per 1,024.
 //! - **Armed shards for predicate waiters** (`ARMED` in `shards.rs`, `State::arm_change`): a
 //!   look sets one bit in each open shard, and each shard's next change clears it and wakes
