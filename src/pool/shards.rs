@@ -594,16 +594,6 @@ impl Shards {
         }
     }
 
-    /// The entries the open shards have admitted since they opened, read one by one (a
-    /// reader's last look, see `State::sum_open_shards`).
-    pub(super) fn entries(&self) -> u64 {
-        self.cells
-            .iter()
-            // Acquire, as in `sum`: the same loads a third time.
-            .map(|shard| entries(shard.word.load(Ordering::Acquire)))
-            .sum()
-    }
-
     /// Makes every shard count its changes towards reports from now on, open or not (an
     /// opening carries it on). The caller holds the pool's mode lock.
     pub(super) fn start_reporting(&self) {

@@ -773,7 +773,7 @@ impl State {
         let own = shards::own(&self.shards);
         let first = shards.sum(allotment, own);
         let summed = shards.sum(allotment, own);
-        let last = shards.entries();
+        let last = shards.sum(allotment, None).entries;
         // Acquire fence, then a Relaxed load: the seqlock reader's half (see `begin_switch`);
         // the loads above cannot move below the check.
         fence(Ordering::Acquire);
